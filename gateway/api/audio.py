@@ -1,0 +1,56 @@
+"""``POST /v1/audio/transcriptions`` and ``/v1/audio/translations`` (multipart, OpenAI shape).
+
+The uploaded file is validated and normalised to 16 kHz mono WAV by the media
+checks, then forwarded to the serving application's endpoint of the same name.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.datastructures import UploadFile
+
+from gateway.errors import InvalidRequest
+from gateway.proxy import Upload
+from gateway.routing import audio_needs
+from gateway.state import GatewayState, gateway_state
+
+router = APIRouter(tags=["audio"])
+State = Annotated[GatewayState, Depends(gateway_state)]
+
+
+async def _upload(request: Request) -> tuple[str, Upload]:
+    try:
+        form = await request.form()
+    except (AssertionError, ValueError) as exc:  # not multipart, or a broken body
+        raise InvalidRequest(
+            "The request must be multipart/form-data.", code="invalid_form"
+        ) from exc
+    file = form.get("file")
+    if not isinstance(file, UploadFile):
+        raise InvalidRequest("A 'file' upload is required.", param="file")
+    model = form.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("A 'model' field is required.", param="model")
+    fields = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+    content = await file.read()
+    await form.close()
+    upload = Upload(file.filename or "audio", content, file.content_type or "", fields)
+    return model, upload
+
+
+@router.post("/v1/audio/transcriptions")
+async def transcriptions(request: Request, state: State) -> Response:
+    model, upload = await _upload(request)
+    return await state.proxy.transcribe(
+        request, "/v1/audio/transcriptions", upload, model, audio_needs()
+    )
+
+
+@router.post("/v1/audio/translations")
+async def translations(request: Request, state: State) -> Response:
+    model, upload = await _upload(request)
+    return await state.proxy.transcribe(
+        request, "/v1/audio/translations", upload, model, audio_needs()
+    )

@@ -1,0 +1,152 @@
+"""The gateway application: ``create_app(settings)`` assembles it, its lifespan owns every client.
+
+Middleware, outermost first: the OpenTelemetry ASGI middleware (server span of each
+request, honouring an incoming ``traceparent``), ``RequestMetricsMiddleware`` (counts
+every ``/v1`` answer, whatever ended it) and ``BodyLimitMiddleware`` (413 before the
+body is parsed). The tracer provider is injected (``tracer_provider=``) or built from
+the ``OTEL_*`` variables, in which case the lifespan flushes and shuts it down.
+Error handlers: ``gateway.http_errors.install_error_handlers`` (the only place errors
+become HTTP). The lifespan opens one pooled ``httpx.AsyncClient`` to the serving
+application, the media fetch client and (with quotas on) the Redis quota backend,
+polls the model list in the background, and closes all of them on shutdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
+
+from gateway.api import audio, generate, health, models
+from gateway.auth import AnonymousKeys, OpenGate
+from gateway.body_limit import BodyLimitMiddleware
+from gateway.dispatch import Dispatcher
+from gateway.http_errors import install_error_handlers
+from gateway.media.fetch import create_fetch_client
+from gateway.media.validator import MediaValidator
+from gateway.metrics import GatewayMetrics
+from gateway.proxy import Proxy
+from gateway.quotas.protocol import KeyStore, QuotaGate
+from gateway.settings import GatewaySettings
+from gateway.state import GatewayState
+from gateway.telemetry import tracing
+from gateway.telemetry.http_metrics import RequestMetricsMiddleware
+from gateway.upstream.client import create_client
+from gateway.upstream.registry import ModelRegistry
+
+QuotaParts = tuple[KeyStore, QuotaGate, Callable[[], Awaitable[bool]]]
+
+
+async def _always_healthy() -> bool:
+    return True
+
+
+async def _quota_parts(
+    app: FastAPI,
+    settings: GatewaySettings,
+    stack: AsyncExitStack,
+    key_store: KeyStore | None,
+    quota_gate: QuotaGate | None,
+) -> QuotaParts:
+    """The key store and gate: injected, open (quotas off) or the Redis backend."""
+    if not settings.quota.enabled:
+        return AnonymousKeys(), OpenGate(), _always_healthy
+    if key_store is not None and quota_gate is not None:
+        return key_store, quota_gate, quota_gate.healthy
+    from gateway.quotas.backend import RedisQuotaBackend
+
+    backend = RedisQuotaBackend.from_settings(settings.quota)
+    stack.push_async_callback(backend.aclose)
+    if settings.admin_key is not None:
+        from gateway.quotas.admin import create_admin_router
+
+        app.include_router(create_admin_router(backend, settings.admin_key.get_secret_value()))
+    return key_store or backend.keys, quota_gate or backend.gate, backend.healthy
+
+
+async def _build_state(
+    app: FastAPI,
+    settings: GatewaySettings,
+    metrics: GatewayMetrics,
+    stack: AsyncExitStack,
+    quota: QuotaParts,
+    provider: TracerProvider,
+) -> GatewayState:
+    client = create_client(
+        settings.upstream_url,
+        connect_timeout=settings.upstream_connect_timeout,
+        read_timeout=settings.upstream_read_timeout,
+        pool_size=settings.upstream_pool_size,
+    )
+    tracing.instrument_client(client, provider)
+    stack.push_async_callback(client.aclose)
+    tracer = provider.get_tracer(tracing.TRACER_NAME)
+    fetch_client = create_fetch_client(settings.media)
+    stack.push_async_callback(fetch_client.aclose)
+    registry = ModelRegistry(
+        client, interval=settings.model_refresh_interval, cooldown=settings.unhealthy_cooldown
+    )
+    keys, gate, quota_healthy = quota
+    dispatcher = Dispatcher(
+        registry,
+        gate,
+        metrics,
+        quota_timeout=max(1.0, settings.quota.timeout * 4),
+        renew_interval=settings.quota.lease_renew_interval,
+        tracer=tracer,
+    )
+    media = MediaValidator(settings.media, fetch_client)
+    proxy = Proxy(settings, client, registry, keys, dispatcher, media, metrics, tracer)
+    return GatewayState(settings, metrics, registry, proxy, quota_healthy)
+
+
+def create_app(
+    settings: GatewaySettings | None = None,
+    *,
+    key_store: KeyStore | None = None,
+    quota_gate: QuotaGate | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
+    """A gateway app; ``key_store``/``quota_gate`` replace the Redis backend (quotas on).
+
+    ``tracer_provider`` receives the gateway's spans (default: ``OTEL_*`` configured).
+    """
+    settings = settings or GatewaySettings()
+    metrics = GatewayMetrics()
+    provider = tracer_provider or tracing.provider_from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if tracer_provider is None:
+                stack.callback(provider.shutdown)
+            quota = await _quota_parts(app, settings, stack, key_store, quota_gate)
+            state = await _build_state(app, settings, metrics, stack, quota, provider)
+            app.state.gateway = state
+            await state.registry.refresh()
+            async with anyio.create_task_group() as group:
+                group.start_soon(_poll_after, state.registry, settings.model_refresh_interval)
+                yield
+                group.cancel_scope.cancel()
+
+    app = FastAPI(title="gemma-serving gateway", lifespan=lifespan)
+    install_error_handlers(app)
+    for router in (generate.router, audio.router, models.router, health.router):
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    tracing.instrument_app(app, provider)
+    return app
+
+
+async def _poll_after(registry: ModelRegistry, interval: float) -> None:
+    await anyio.sleep(interval)
+    await registry.run()
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory gateway.app:create_app_from_env``."""
+    return create_app(GatewaySettings())

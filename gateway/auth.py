@@ -1,0 +1,74 @@
+"""Who is calling: the Bearer key, and what it may use.
+
+With quotas disabled every request is the anonymous key, unlimited, through
+``OpenGate`` (a ``QuotaGate`` that admits everything and records nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fastapi import Request
+
+from gateway.errors import AuthenticationFailed, PermissionDenied
+from gateway.quotas.protocol import Admission, ApiKey, KeyStore
+
+ANONYMOUS = ApiKey(key_id="anonymous", tenant="anonymous")
+
+
+class AnonymousKeys:
+    """A ``KeyStore`` for deployments without keys: everyone is ``ANONYMOUS``."""
+
+    async def authenticate(self, secret: str) -> ApiKey:
+        return ANONYMOUS
+
+
+class OpenGate:
+    """A ``QuotaGate`` without limits."""
+
+    async def admit(self, key: ApiKey, model: str, reserve_tokens: int) -> Admission:
+        return Admission(key.key_id, model, lease_id="", reserved_tokens=reserve_tokens)
+
+    async def renew(self, admission: Admission) -> None:
+        return None
+
+    async def settle(self, admission: Admission, used_tokens: int) -> None:
+        return None
+
+    async def release(self, admission: Admission) -> None:
+        return None
+
+    async def healthy(self) -> bool:
+        return True
+
+
+def bearer_secret(request: Request) -> str:
+    """The secret of ``Authorization: Bearer <secret>`` (401 when absent)."""
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AuthenticationFailed(
+            "Missing API key: send 'Authorization: Bearer <key>'.",
+            headers={"www-authenticate": "Bearer"},
+        )
+    return secret.strip()
+
+
+async def authenticate(request: Request, keys: KeyStore) -> ApiKey:
+    if isinstance(keys, AnonymousKeys):
+        return ANONYMOUS
+    return await keys.authenticate(bearer_secret(request))
+
+
+def check_capabilities(key: ApiKey, capabilities: Iterable[str]) -> None:
+    needed = set(capabilities)
+    if not key.allows_capabilities(needed):
+        refused = sorted(c for c in needed if not key.allows_capabilities((c,)))
+        raise PermissionDenied(f"This API key may not use: {', '.join(refused)}.")
+
+
+def check_model(key: ApiKey, requested: str, candidates: Iterable[str]) -> list[str]:
+    """The candidates the key may use, in order (403 when none)."""
+    allowed = [m for m in candidates if key.allows_model(m)]
+    if not allowed:
+        raise PermissionDenied(f"This API key may not use the model '{requested}'.", param="model")
+    return allowed

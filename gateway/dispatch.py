@@ -1,0 +1,125 @@
+"""Sending one routed request: admission, fallback across candidates, health marks, metrics.
+
+For each candidate in the route's order: admit the key for that model (the quota
+counts the model that serves), send, and on ``Unavailable`` (refused connection,
+503) release the admission, mark the model unhealthy, count a fallback and try the
+next one. The first model that answers is returned with its ``Ticket``.
+
+All of it runs in one ``gateway.upstream`` span: a ``gateway.quota.admit`` span and
+the HTTP client span per candidate tried, the chosen model and whether it was a
+fallback as attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from gateway.errors import (
+    QuotaBackendUnavailable,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from gateway.metrics import GatewayMetrics
+from gateway.model_info import ModelInfo
+from gateway.quotas.protocol import Admission, ApiKey, QuotaGate
+from gateway.routing import Route
+from gateway.telemetry import spans
+from gateway.ticket import Ticket
+from gateway.upstream.client import Unavailable
+from gateway.upstream.registry import ModelRegistry
+
+Send = Callable[[ModelInfo], Awaitable[httpx.Response]]
+
+
+@dataclass
+class Exchange:
+    """An upstream answer (body not read yet), who served it, and its quota ticket."""
+
+    model: ModelInfo
+    response: httpx.Response
+    ticket: Ticket
+
+
+@dataclass
+class Dispatcher:
+    registry: ModelRegistry
+    gate: QuotaGate
+    metrics: GatewayMetrics
+    quota_timeout: float
+    renew_interval: float
+    tracer: trace.Tracer = field(default_factory=trace.NoOpTracer)
+
+    async def _admit(self, model: ModelInfo, key: ApiKey, reserve: int) -> Admission:
+        attributes: dict[str, AttributeValue] = {
+            spans.RESPONSE_MODEL: model.id,
+            "gateway.quota.reserved_tokens": reserve,
+        }
+        with self.tracer.start_as_current_span(spans.QUOTA_ADMIT, attributes=attributes):
+            try:
+                return await self.gate.admit(key, model.id, reserve)
+            except RateLimited as exc:
+                self.metrics.quota_rejections.labels(exc.code or "rate_limited").inc()
+                raise
+            except QuotaBackendUnavailable:
+                self.metrics.quota_rejections.labels("backend_unavailable").inc()
+                raise
+
+    async def _try(self, model: ModelInfo, key: ApiKey, reserve: int, send: Send) -> Exchange:
+        admission = await self._admit(model, key, reserve)
+        ticket = Ticket(self.gate, admission, timeout=self.quota_timeout, tracer=self.tracer)
+        try:
+            async with ticket.renewing(self.renew_interval):
+                response = await send(model)
+        except BaseException as exc:
+            self._count_failure(model, exc)
+            await ticket.release()
+            raise
+        return Exchange(model, response, ticket)
+
+    def _count_failure(self, model: ModelInfo, exc: BaseException) -> None:
+        kind = {Unavailable: "unavailable", UpstreamTimeout: "timeout", UpstreamError: "error"}
+        for error_type, name in kind.items():
+            if isinstance(exc, error_type):
+                self.metrics.upstream_errors.labels(model.id, name).inc()
+                return
+
+    async def open(self, route: Route, key: ApiKey, *, reserve: int, send: Send) -> Exchange:
+        with self.tracer.start_as_current_span(spans.UPSTREAM) as span:
+            exchange = await self._open(route, key, reserve, send, span)
+        return exchange
+
+    async def _open(
+        self, route: Route, key: ApiKey, reserve: int, send: Send, span: trace.Span
+    ) -> Exchange:
+        failed: list[str] = []
+        for model in route.candidates:
+            try:
+                exchange = await self._try(model, key, reserve, send)
+            except Unavailable:
+                self.registry.mark_unhealthy(model.id)
+                self.metrics.fallbacks.labels(route.requested, model.id).inc()
+                failed.append(model.id)
+                continue
+            self.registry.mark_healthy(model.id)
+            self.metrics.routed.labels(route.requested, model.id, route.needs.primary).inc()
+            outcome: dict[str, AttributeValue] = {
+                spans.CHOSEN: model.id,
+                spans.FALLBACK: bool(failed),
+                spans.FAILED: failed,
+            }
+            span.set_attributes(outcome)
+            return exchange
+        span.set_attributes({spans.FALLBACK: bool(failed), spans.FAILED: failed})
+        span.set_status(Status(StatusCode.ERROR, "no model could take the request"))
+        raise UpstreamUnavailable(
+            f"No model could take the request right now (tried: {', '.join(failed)}).",
+            headers={"retry-after": "1"},
+        )

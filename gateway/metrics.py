@@ -1,0 +1,123 @@
+"""The gateway's Prometheus metrics, in a registry owned by one app instance.
+
+Exported on ``GET /metrics`` (names as Prometheus sees them)::
+
+    gateway_requests_total{route, model, capability, status}   every /v1 request answered
+    gateway_request_duration_seconds{route, model}             until the last byte
+    gateway_time_to_first_token_seconds{route, model}          streams: until the first event
+    gateway_tokens_total{model, direction="in"|"out"}          the engine's reported usage
+    gateway_quota_rejections_total{reason}                     429/503 refusals by the quota
+    gateway_upstream_errors_total{model, kind}                 unavailable, timeout, error, ...
+    gateway_fallbacks_total{requested, failed}                 routing moved to another model
+    gateway_routed_requests_total{requested, served, capability}
+    gateway_streams_in_flight{model}                           streams being relayed now
+    gateway_stream_errors_total{served}, gateway_client_disconnects_total{served}
+
+``model`` is the model that served the request (``none`` when it was refused before a
+model was chosen): a name from ``/v1/models``, never the raw ``model`` field a client sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+NO_MODEL = "none"
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class GatewayMetrics:
+    """Request, latency, token, quota, upstream and stream metrics of one gateway app."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._request_metrics()
+        self._routing_metrics()
+        self._stream_metrics()
+
+    def _request_metrics(self) -> None:
+        self.requests = Counter(
+            "gateway_requests",
+            "API requests answered, by route, serving model, capability and HTTP status.",
+            ["route", "model", "capability", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "gateway_request_duration_seconds",
+            "Seconds from request start to the last byte of the answer.",
+            ["route", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.time_to_first_token = Histogram(
+            "gateway_time_to_first_token_seconds",
+            "Seconds from request start to the first streamed event.",
+            ["route", "model"],
+            buckets=TTFT_BUCKETS,
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "gateway_tokens",
+            "Tokens the engines reported: direction=in (prompt) or out (completion).",
+            ["model", "direction"],
+            registry=self.registry,
+        )
+        self.quota_rejections = Counter(
+            "gateway_quota_rejections",
+            "Requests the quota refused, by reason (the error code).",
+            ["reason"],
+            registry=self.registry,
+        )
+
+    def _routing_metrics(self) -> None:
+        self.routed = Counter(
+            "gateway_routed_requests",
+            "Requests sent upstream, by requested model or alias, serving model and capability.",
+            ["requested", "served", "capability"],
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "gateway_fallbacks",
+            "Times a model was unavailable and routing moved on to the next candidate.",
+            ["requested", "failed"],
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "gateway_upstream_errors",
+            "Failed calls to the serving application, by model and kind "
+            "(unavailable, timeout, error, status_5xx, stream).",
+            ["model", "kind"],
+            registry=self.registry,
+        )
+
+    def _stream_metrics(self) -> None:
+        self.streams_in_flight = Gauge(
+            "gateway_streams_in_flight",
+            "Streams being relayed to clients right now.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.stream_errors = Counter(
+            "gateway_stream_errors",
+            "Streams that failed after their first byte (the client got an error event).",
+            ["served"],
+            registry=self.registry,
+        )
+        self.client_disconnects = Counter(
+            "gateway_client_disconnects",
+            "Streams the client left before the end (the upstream request was cancelled).",
+            ["served"],
+            registry=self.registry,
+        )
+
+    def observe_usage(self, model: str, usage: Mapping[str, Any] | None) -> None:
+        """Count the prompt and completion tokens of an engine ``usage`` object."""
+        if not usage:
+            return
+        for direction, field in (("in", "prompt_tokens"), ("out", "completion_tokens")):
+            value = usage.get(field)
+            if isinstance(value, int) and value > 0:
+                self.tokens.labels(model, direction).inc(value)

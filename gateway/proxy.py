@@ -1,0 +1,231 @@
+"""One request's way through the gateway, from an authenticated key to the client's answer.
+
+    authenticate -> capabilities allowed? -> route (candidates) -> models allowed?
+    -> media checks -> [per candidate: admit -> send -> fallback on Unavailable]
+    -> JSON answer (settle real usage) or SSE relay (renew while streaming, settle at the end)
+
+Every admitted request finishes its ticket exactly once: settle with the engine's
+usage, or release when nothing was generated. A stream the client leaves is
+cancelled upstream (so the engine stops) and settled with what was counted: the
+last usage seen (streams ask for usage on every chunk), else the prompt estimate
+plus one token per relayed chunk.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import httpx
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+from opentelemetry import trace
+
+from gateway import auth
+from gateway.dispatch import Dispatcher, Exchange, Send
+from gateway.media.validator import MediaValidator
+from gateway.metrics import GatewayMetrics
+from gateway.model_info import ModelInfo
+from gateway.quotas.protocol import ApiKey, KeyStore
+from gateway.routing import Needs, Route, route
+from gateway.settings import GatewaySettings
+from gateway.telemetry import spans
+from gateway.telemetry.http_metrics import request_facts
+from gateway.upstream import client as upstream
+from gateway.upstream.registry import ModelRegistry
+from gateway.upstream.response import RelayResponse
+from gateway.upstream.sse import StreamTally, relay
+
+SERVED_HEADER = "x-gemma-model"
+
+
+@dataclass
+class Upload:
+    """A multipart audio request: the validated file and the other form fields."""
+
+    filename: str
+    content: bytes
+    content_type: str
+    fields: list[tuple[str, str]]
+
+
+@dataclass
+class Proxy:
+    settings: GatewaySettings
+    client: httpx.AsyncClient
+    registry: ModelRegistry
+    keys: KeyStore
+    dispatcher: Dispatcher
+    media: MediaValidator
+    metrics: GatewayMetrics
+    tracer: trace.Tracer = field(default_factory=trace.NoOpTracer)
+
+    async def _admit_route(
+        self, request: Request, requested: str, needs: Needs
+    ) -> tuple[ApiKey, Route]:
+        request_facts(request).capability = needs.primary
+        trace.get_current_span().set_attribute(spans.REQUEST_MODEL, requested)
+        with self.tracer.start_as_current_span(spans.AUTH) as span:
+            key = await auth.authenticate(request, self.keys)
+            span.set_attribute(spans.KEY_ID, key.key_id)
+            auth.check_capabilities(key, needs.capabilities)
+        attributes = {
+            spans.REQUEST_MODEL: requested,
+            spans.CAPABILITIES: sorted(needs.capabilities),
+        }
+        with self.tracer.start_as_current_span(spans.ROUTE, attributes=attributes) as span:
+            found = route(
+                requested,
+                needs,
+                self.registry.models,
+                aliases=self.settings.aliases,
+                unhealthy=self.registry.unhealthy(),
+                fallback_named=self.settings.fallback_named_models,
+            )
+            allowed = set(auth.check_model(key, requested, (m.id for m in found.candidates)))
+            candidates = tuple(m for m in found.candidates if m.id in allowed)
+            span.set_attribute(spans.CANDIDATES, [m.id for m in candidates])
+        return key, replace(found, candidates=candidates)
+
+    async def _open(
+        self, request: Request, found: Route, key: ApiKey, reserve: int, send: Send
+    ) -> Exchange:
+        exchange = await self.dispatcher.open(found, key, reserve=reserve, send=send)
+        request_facts(request).model = exchange.model.id
+        trace.get_current_span().set_attribute(spans.RESPONSE_MODEL, exchange.model.id)
+        return exchange
+
+    def _reserve(self, needs: Needs, n: int = 1) -> int:
+        completion = needs.max_tokens or self.settings.quota.default_max_tokens
+        return needs.prompt_tokens + completion * max(1, n)
+
+    async def generate(
+        self, request: Request, path: str, payload: dict[str, Any], needs: Needs
+    ) -> Response:
+        """``/v1/chat/completions`` and ``/v1/completions``: JSON or a relayed stream."""
+        key, found = await self._admit_route(request, str(payload["model"]), needs)
+        if self.settings.telemetry.record_content_hash:
+            trace.get_current_span().set_attribute(spans.CONTENT_HASH, spans.content_hash(payload))
+        if isinstance(payload.get("messages"), list):
+            with self.tracer.start_as_current_span(spans.MEDIA):
+                messages = await self.media.prepare_messages(payload["messages"])
+            payload = {**payload, "messages": messages}
+        stream = bool(payload.get("stream"))
+        tally = StreamTally(include_usage=False)
+        if stream:
+            options = dict(payload.get("stream_options") or {})
+            tally.include_usage = bool(options.get("include_usage"))
+            tally.continuous_usage = bool(options.get("continuous_usage_stats"))
+            metered = {**options, "include_usage": True, "continuous_usage_stats": True}
+            payload = {**payload, "stream_options": metered}
+
+        async def send(model: ModelInfo) -> httpx.Response:
+            body = {**payload, "model": model.id}
+            return await upstream.send(
+                self.client, self.client.build_request("POST", path, json=body)
+            )
+
+        reserve = self._reserve(needs, int(payload.get("n") or 1))
+        exchange = await self._open(request, found, key, reserve, send)
+        if stream and exchange.response.status_code == 200:
+            return self._relay(exchange, needs, tally)
+        return await self._answer(exchange, needs)
+
+    async def transcribe(
+        self, request: Request, path: str, upload: Upload, requested: str, needs: Needs
+    ) -> Response:
+        """``/v1/audio/*``: the validated audio forwarded as multipart; the answer passed on."""
+        key, found = await self._admit_route(request, requested, needs)
+        with self.tracer.start_as_current_span(spans.MEDIA):
+            wav = await self.media.prepare_upload_async(upload.content, upload.filename)
+
+        async def send(model: ModelInfo) -> httpx.Response:
+            data = [(k, v) for k, v in upload.fields if k != "model"] + [("model", model.id)]
+            built = self.client.build_request(
+                "POST", path, data=dict(data), files={"file": ("audio.wav", wav, "audio/wav")}
+            )
+            return await upstream.send(self.client, built)
+
+        exchange = await self._open(request, found, key, self._reserve(needs), send)
+        return await self._answer(exchange, needs)
+
+    def _headers(self, exchange: Exchange) -> dict[str, str]:
+        return {**exchange.ticket.headers, SERVED_HEADER: exchange.model.id}
+
+    async def _answer(self, exchange: Exchange, needs: Needs) -> Response:
+        ticket, response = exchange.ticket, exchange.response
+        try:
+            async with ticket.renewing(self.settings.quota.lease_renew_interval):
+                if response.status_code >= 400:
+                    status, error = await upstream.error_payload(response)
+                else:
+                    await upstream.read_body(response)
+        except BaseException:
+            await ticket.release()
+            raise
+        if response.status_code >= 400:
+            if response.status_code >= 500:
+                self.metrics.upstream_errors.labels(exchange.model.id, "status_5xx").inc()
+            await ticket.release()
+            return JSONResponse(error, status_code=status, headers=self._headers(exchange))
+        return await self._settled(exchange, needs)
+
+    async def _settled(self, exchange: Exchange, needs: Needs) -> Response:
+        response, headers = exchange.response, self._headers(exchange)
+        if not response.headers.get("content-type", "").startswith("application/json"):
+            await exchange.ticket.settle(needs.prompt_tokens + math.ceil(len(response.content) / 3))
+            media_type = response.headers.get("content-type", "text/plain")
+            return Response(response.content, media_type=media_type, headers=headers)
+        try:
+            body = response.json()
+        except ValueError:
+            await exchange.ticket.release()
+            raise upstream.UpstreamError("The serving application sent invalid JSON.") from None
+        await exchange.ticket.settle(_used_tokens(body, needs))
+        usage = body.get("usage") if isinstance(body, dict) else None
+        self._record_usage(exchange, usage if isinstance(usage, dict) else None)
+        if isinstance(body, dict) and "model" in body:
+            body["model"] = exchange.model.id
+        return JSONResponse(body, headers=headers)
+
+    def _record_usage(self, exchange: Exchange, usage: Mapping[str, Any] | None) -> None:
+        self.metrics.observe_usage(exchange.model.id, usage)
+        spans.record_usage(trace.get_current_span(), usage)
+
+    def _relay(self, exchange: Exchange, needs: Needs, tally: StreamTally) -> Response:
+        served = exchange.model.id
+        in_flight = self.metrics.streams_in_flight.labels(served)
+        in_flight.inc()
+
+        async def on_close(tally: StreamTally, client_gone: bool) -> None:
+            in_flight.dec()
+            if client_gone and not tally.done:
+                self.metrics.client_disconnects.labels(served).inc()
+            if tally.failed is not None:
+                self.metrics.stream_errors.labels(served).inc()
+                self.metrics.upstream_errors.labels(served, "stream").inc()
+            self._record_usage(exchange, tally.usage)
+            await exchange.response.aclose()
+            if tally.chunks == 0 and tally.usage is None:
+                await exchange.ticket.release()
+            else:
+                await exchange.ticket.settle(tally.used_tokens(needs.prompt_tokens))
+
+        return RelayResponse(
+            relay(exchange.response, tally),
+            tally,
+            on_close=on_close,
+            headers=self._headers(exchange),
+            keep_alive=functools.partial(
+                exchange.ticket.keep_alive, self.settings.quota.lease_renew_interval
+            ),
+        )
+
+
+def _used_tokens(body: Any, needs: Needs) -> int:
+    usage: Mapping[str, Any] = body.get("usage") or {} if isinstance(body, dict) else {}
+    total = usage.get("total_tokens")
+    return int(total) if isinstance(total, int) else needs.prompt_tokens

@@ -1,0 +1,129 @@
+"""The admin API for keys: create, list, show, revoke and set limits, behind an admin key.
+
+Routes (``Authorization: Bearer <admin key>``)::
+
+    POST /admin/keys                    create; the answer carries the secret, once
+    GET  /admin/keys[?tenant=...]       list (revoked keys included)
+    GET  /admin/keys/{key_id}           show
+    POST /admin/keys/{key_id}/revoke    revoke (idempotent)
+    PUT  /admin/keys/{key_id}/limits    replace limits (and per-model overrides when given)
+
+The admin key is compared with ``hmac.compare_digest``. A deployment without an
+admin key has no admin API: every route answers 404, as for any unknown path, so
+the API's presence reveals nothing. Refusals are ``gateway.errors`` classes.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.errors import AuthenticationFailed, InvalidRequest, NotFound
+from gateway.quotas.backend import RedisQuotaBackend
+from gateway.quotas.protocol import Limits
+from gateway.quotas.records import key_to_dict
+
+
+class LimitsBody(BaseModel):
+    """Limits of a key or of one model of a key; ``null`` is unlimited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_minute: int | None = Field(default=None, ge=0)
+    tokens_per_minute: int | None = Field(default=None, ge=0)
+    tokens_per_day: int | None = Field(default=None, ge=0)
+    max_concurrent: int | None = Field(default=None, ge=0)
+
+    def to_limits(self) -> Limits:
+        return Limits(**self.model_dump())
+
+
+class CreateKeyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str = Field(min_length=1)
+    name: str = ""
+    allowed_models: list[str] | None = None
+    allowed_capabilities: list[str] | None = None
+    limits: LimitsBody = LimitsBody()
+    model_limits: dict[str, LimitsBody] = {}
+
+
+class SetLimitsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limits: LimitsBody
+    model_limits: dict[str, LimitsBody] | None = None
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def _admin_guard(admin_key: str | None) -> Any:
+    expected = admin_key.encode() if admin_key else None
+
+    async def require_admin(
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> None:
+        if expected is None:
+            raise NotFound("Not found.")
+        token = _bearer(authorization)
+        if token is None or not hmac.compare_digest(token.encode(), expected):
+            raise AuthenticationFailed("Invalid admin key.")
+
+    return require_admin
+
+
+def create_admin_router(backend: RedisQuotaBackend, admin_key: str | None) -> APIRouter:
+    """The ``/admin/keys`` routes over ``backend.keys``, guarded by ``admin_key``."""
+    router = APIRouter(
+        prefix="/admin/keys", tags=["admin"], dependencies=[Depends(_admin_guard(admin_key))]
+    )
+    keys = backend.keys
+
+    @router.post("", status_code=201)
+    async def create_key(body: CreateKeyBody) -> dict[str, Any]:
+        try:
+            secret, key = await keys.create(
+                tenant=body.tenant,
+                name=body.name,
+                limits=body.limits.to_limits(),
+                model_limits={m: lim.to_limits() for m, lim in body.model_limits.items()},
+                allowed_models=body.allowed_models,
+                allowed_capabilities=body.allowed_capabilities,
+            )
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        return {**key_to_dict(key), "key": secret}
+
+    @router.get("")
+    async def list_keys(tenant: str | None = None) -> dict[str, Any]:
+        found = await keys.list(tenant=tenant)
+        return {"object": "list", "data": [key_to_dict(k) for k in found]}
+
+    @router.get("/{key_id}")
+    async def show_key(key_id: str) -> dict[str, Any]:
+        return key_to_dict(await keys.get(key_id))
+
+    @router.post("/{key_id}/revoke")
+    async def revoke_key(key_id: str) -> dict[str, Any]:
+        return key_to_dict(await keys.revoke(key_id))
+
+    @router.put("/{key_id}/limits")
+    async def set_limits(key_id: str, body: SetLimitsBody) -> dict[str, Any]:
+        models = body.model_limits
+        key = await keys.set_limits(
+            key_id,
+            body.limits.to_limits(),
+            None if models is None else {m: lim.to_limits() for m, lim in models.items()},
+        )
+        return key_to_dict(key)
+
+    return router

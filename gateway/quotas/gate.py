@@ -1,0 +1,154 @@
+"""Quota enforcement in Redis: each admission, renewal and settlement is one Lua call.
+
+The scripts (admit.lua, renew.lua, settle.lua beside this module) run atomically
+on Redis's clock (``TIME``), so every gateway replica sees the same windows and
+no two admissions can both take the last slot. redis-py's ``register_script``
+sends them with ``EVALSHA`` and loads them again after a Redis restart.
+
+Every call is bounded by ``QuotaSettings.timeout``. When Redis is slow or down,
+``admit`` follows the declared policy: fail-closed raises
+``QuotaBackendUnavailable`` (503); fail-open admits the request untracked.
+``renew``, ``settle`` and ``release`` never raise for an unreachable Redis: the
+response is already under way, the lease expires on its own, and an unsettled
+reservation only over-counts (it stays at the reserved estimate).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from importlib import resources
+
+from redis.asyncio import Redis
+
+from gateway.errors import QuotaBackendUnavailable
+from gateway.quotas.client import BACKEND_ERRORS, bounded
+from gateway.quotas.keys import ScopeKeys, scope_for
+from gateway.quotas.protocol import Admission, ApiKey
+from gateway.quotas.settings import QuotaSettings
+from gateway.quotas.verdict import ADMITTED, Verdict, rate_limit_headers, refusal
+
+logger = logging.getLogger(__name__)
+
+
+def load_script(name: str) -> str:
+    return resources.files("gateway.quotas").joinpath(name).read_text(encoding="utf-8")
+
+
+def _us(seconds: float) -> int:
+    return round(seconds * 1_000_000)
+
+
+def _limit(value: int | None) -> int:
+    return -1 if value is None else value
+
+
+class RedisQuotaGate:
+    """Requests, tokens and concurrency per key, held exactly across replicas; a ``QuotaGate``."""
+
+    def __init__(self, redis: Redis, settings: QuotaSettings) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._admit = redis.register_script(load_script("admit.lua"))
+        self._renew = redis.register_script(load_script("renew.lua"))
+        self._settle = redis.register_script(load_script("settle.lua"))
+        self._reachable = True
+
+    def _keys(self, scope: str) -> ScopeKeys:
+        return ScopeKeys(self._settings.key_prefix, scope)
+
+    def _note(self, reachable: bool, exc: BaseException | None = None) -> None:
+        """Log once when Redis stops answering and once when it answers again."""
+        if reachable != self._reachable:
+            self._reachable = reachable
+            if reachable:
+                logger.warning("quota backend reachable again")
+            else:
+                logger.warning("quota backend unreachable: %s", type(exc).__name__)
+
+    async def admit(self, key: ApiKey, model: str, reserve_tokens: int) -> Admission:
+        """Take one request, ``reserve_tokens`` tokens and a concurrency lease, or refuse."""
+        scope, limits = scope_for(key, model)
+        reserve = max(0, int(reserve_tokens))
+        lease_id = secrets.token_hex(12)
+        s = self._settings
+        args: list[str | int] = [
+            lease_id,
+            reserve,
+            _limit(limits.requests_per_minute),
+            _limit(limits.tokens_per_minute),
+            _limit(limits.tokens_per_day),
+            _limit(limits.max_concurrent),
+            _us(s.window_seconds),
+            _us(s.day_seconds),
+            _us(s.lease_ttl),
+            _us(s.concurrency_retry_after),
+        ]
+        try:
+            reply = await bounded(self._admit(keys=self._keys(scope).admit, args=args), s.timeout)
+        except BACKEND_ERRORS as exc:
+            self._note(False, exc)
+            if not s.fail_open:
+                raise QuotaBackendUnavailable("The quota backend is unavailable.") from exc
+            return Admission(key.key_id, model, "", reserve, scope=scope, tracked=False)
+        self._note(True)
+        verdict = Verdict.from_reply(reply)
+        headers = rate_limit_headers(limits, verdict)
+        if verdict.status != ADMITTED:
+            raise refusal(verdict, limits, reserve, headers)
+        return Admission(
+            key_id=key.key_id,
+            model=model,
+            lease_id=lease_id,
+            reserved_tokens=reserve,
+            headers=headers,
+            scope=scope,
+            day=verdict.day,
+            admitted_at=verdict.now,
+        )
+
+    async def renew(self, admission: Admission) -> None:
+        """Extend the admission's concurrency lease by ``lease_ttl`` (while it streams)."""
+        if not admission.tracked:
+            return
+        keys = self._keys(admission.scope).renew
+        args: list[str | int] = [admission.lease_id, _us(self._settings.lease_ttl)]
+        try:
+            renewed = await bounded(self._renew(keys=keys, args=args), self._settings.timeout)
+        except BACKEND_ERRORS as exc:
+            self._note(False, exc)
+            return
+        self._note(True)
+        if not renewed:
+            logger.info("lease of %s expired before renewal", admission.key_id)
+
+    async def settle(self, admission: Admission, used_tokens: int) -> None:
+        """Replace the reservation by the real usage and free the lease (idempotent)."""
+        await self._finish(admission, max(0, int(used_tokens)))
+
+    async def release(self, admission: Admission) -> None:
+        """Return the whole reservation and free the lease (the request used no tokens)."""
+        await self._finish(admission, 0)
+
+    async def _finish(self, admission: Admission, used: int) -> None:
+        if not admission.tracked:
+            return
+        keys = self._keys(admission.scope).settle
+        args: list[str | int] = [admission.lease_id, used, admission.reserved_tokens, admission.day]
+        try:
+            await bounded(self._settle(keys=keys, args=args), self._settings.timeout)
+        except BACKEND_ERRORS as exc:
+            self._note(False, exc)
+            logger.warning("could not settle an admission of %s", admission.key_id)
+            return
+        self._note(True)
+
+    async def healthy(self) -> bool:
+        """Whether Redis answers a PING within the timeout."""
+        try:
+            await bounded(self._redis.ping(), self._settings.timeout)
+        except BACKEND_ERRORS as exc:
+            self._note(False, exc)
+            return False
+        self._note(True)
+        return True

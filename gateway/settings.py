@@ -1,0 +1,142 @@
+"""The gateway's settings, read from ``GATEWAY_*`` environment variables.
+
+Nested groups use ``__``: ``GATEWAY_LIMITS__MAX_MESSAGES=64``,
+``GATEWAY_QUOTA__ENABLED=false``,
+``GATEWAY_MEDIA__MAX_IMAGE_PIXELS=1000000``, ``GATEWAY_ALIASES='{"gemma-3": "gemma-3-"}'``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.media.settings import MediaSettings
+from gateway.quotas.settings import QuotaSettings
+
+UnknownFieldPolicy = Literal["reject", "drop", "forward"]
+
+#: vLLM's documented extra sampling and chat parameters, accepted beside OpenAI's own.
+VLLM_EXTRA_PARAMS: tuple[str, ...] = (
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+    "length_penalty",
+    "min_tokens",
+    "stop_token_ids",
+    "include_stop_str_in_output",
+    "ignore_eos",
+    "skip_special_tokens",
+    "spaces_between_special_tokens",
+    "truncate_prompt_tokens",
+    "prompt_logprobs",
+    "allowed_token_ids",
+    "bad_words",
+    "use_beam_search",
+    "echo",
+    "add_generation_prompt",
+    "continue_final_message",
+    "add_special_tokens",
+    "chat_template_kwargs",
+    "mm_processor_kwargs",
+    "structured_outputs",
+    "guided_json",
+    "guided_regex",
+    "guided_choice",
+    "guided_grammar",
+    "guided_decoding_backend",
+    "return_tokens_as_token_ids",
+    "documents",
+)
+
+#: Aliases a request may name instead of a model: each maps to a model id prefix.
+DEFAULT_ALIASES: dict[str, str] = {"gemma-3": "gemma-3-", "gemma-3n": "gemma-3n-"}
+
+
+class RequestLimits(BaseModel):
+    """What one request may ask for; every refusal is an OpenAI error before any upstream call.
+
+    ``unknown_fields`` decides what happens to body fields that are neither OpenAI's nor in
+    ``extra_params`` (default: vLLM's documented extra sampling parameters): ``reject``
+    answers 400 naming the field, ``drop`` removes it, ``forward`` passes it on.
+    """
+
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="Largest request body (413 above it)."
+    )
+    max_messages: int = Field(default=256, ge=1, description="Most messages in one chat request.")
+    max_tokens: int = Field(default=8192, ge=1, description="Largest max_tokens a request may set.")
+    max_n: int = Field(default=4, ge=1, description="Largest n (choices) a request may set.")
+    unknown_fields: UnknownFieldPolicy = Field(
+        default="reject", description="reject | drop | forward body fields not otherwise known."
+    )
+    extra_params: list[str] = Field(
+        default_factory=lambda: list(VLLM_EXTRA_PARAMS),
+        description="Non-OpenAI body fields accepted and forwarded (vLLM sampling params).",
+    )
+
+
+class TelemetrySettings(BaseModel):
+    """What traces may record beyond timings, ids and counts (exporting is set by ``OTEL_*``).
+
+    Prompts, completions, media and API keys are never recorded. ``record_content_hash``
+    adds the SHA-256 of the request's prompt (or messages) to its span, so identical
+    prompts can be matched without storing them.
+    """
+
+    record_content_hash: bool = Field(
+        default=False, description="Record a SHA-256 of the prompt content on request spans."
+    )
+
+
+class GatewaySettings(BaseSettings):
+    """Everything one gateway process needs; built once and injected into ``create_app``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port the gateway listens on.")
+    upstream_url: str = Field(
+        default="http://127.0.0.1:8000", description="Root URL of the serving application (no /v1)."
+    )
+    upstream_connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to connect upstream."
+    )
+    upstream_read_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds to wait for an upstream answer or the next stream chunk.",
+    )
+    upstream_pool_size: int = Field(
+        default=256, ge=1, description="Most open connections to the serving application."
+    )
+    model_refresh_interval: float = Field(
+        default=10.0, gt=0, description="Seconds between polls of the upstream's /v1/models."
+    )
+    unhealthy_cooldown: float = Field(
+        default=15.0,
+        ge=0,
+        description="Seconds a model that failed (503, refused) is skipped by routing.",
+    )
+    fallback_named_models: bool = Field(
+        default=False,
+        description="Also fall back to another model when the request names one explicitly "
+        "(aliases and 'auto' always fall back).",
+    )
+    aliases: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_ALIASES),
+        description="Alias -> model id prefix; 'auto' (every model) is always defined.",
+    )
+    limits: RequestLimits = Field(default_factory=lambda: RequestLimits.model_validate({}))
+    quota: QuotaSettings = Field(default_factory=lambda: QuotaSettings.model_validate({}))
+    media: MediaSettings = Field(default_factory=lambda: MediaSettings.model_validate({}))
+    telemetry: TelemetrySettings = Field(
+        default_factory=lambda: TelemetrySettings.model_validate({})
+    )
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer secret of the admin API (admin routes are off without it).",
+    )

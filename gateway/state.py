@@ -1,0 +1,27 @@
+"""Everything one app instance owns, built by the lifespan and kept on ``app.state.gateway``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from gateway.metrics import GatewayMetrics
+from gateway.proxy import Proxy
+from gateway.settings import GatewaySettings
+from gateway.upstream.registry import ModelRegistry
+
+
+@dataclass
+class GatewayState:
+    settings: GatewaySettings
+    metrics: GatewayMetrics
+    registry: ModelRegistry
+    proxy: Proxy
+    quota_healthy: Callable[[], Awaitable[bool]]
+
+
+def gateway_state(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gateway
+    return state

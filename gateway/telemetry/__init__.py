@@ -1,0 +1,1 @@
+"""Traces, metrics and logs of the gateway: each built by the app factory, none at import."""

@@ -1,0 +1,105 @@
+"""Relaying an upstream Server-Sent Events stream chunk by chunk.
+
+Events pass through as they arrive. The upstream is always asked for usage
+(``stream_options.include_usage``): the final usage-only chunk is kept in the
+``StreamTally`` for the quota and dropped when the client did not ask for it.
+The upstream is also asked for usage on every chunk (``continuous_usage_stats``),
+so a stream the client leaves midway is charged the usage last reported; that
+per-chunk usage is removed unless the client asked for it too.
+A stream that breaks after its first byte ends with an OpenAI error event and
+``data: [DONE]``, so clients never wait on a dead stream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from gateway.errors import GatewayError, UpstreamError, body_for
+
+DONE = b"data: [DONE]\n\n"
+
+
+def event(data: str) -> bytes:
+    return f"data: {data}\n\n".encode()
+
+
+def error_event(exc: GatewayError) -> bytes:
+    return event(json.dumps(body_for(exc)))
+
+
+@dataclass
+class StreamTally:
+    """What a stream carried: content chunks, the last usage seen, how it ended."""
+
+    include_usage: bool
+    continuous_usage: bool = False
+    chunks: int = 0
+    usage: dict[str, Any] | None = None
+    done: bool = False
+    failed: GatewayError | None = None
+    errors: list[Any] = field(default_factory=list)
+
+    def observe(self, data: str) -> str | None:
+        """Record one event's data; the data to pass to the client (``None``: drop it)."""
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return data
+        if not isinstance(chunk, dict):
+            return data
+        if isinstance(chunk.get("error"), dict):
+            self.errors.append(chunk["error"])
+            return data
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+        if chunk.get("choices"):
+            self.chunks += 1
+            if chunk.get("usage") is not None and not self.continuous_usage:
+                return json.dumps({k: v for k, v in chunk.items() if k != "usage"})
+            return data
+        return data if self.include_usage or "usage" not in chunk else None
+
+    def used_tokens(self, prompt_estimate: int) -> int:
+        """Real usage when the upstream sent it, else the prompt estimate plus one per chunk."""
+        if self.usage and isinstance(self.usage.get("total_tokens"), int):
+            return int(self.usage["total_tokens"])
+        return prompt_estimate + self.chunks
+
+
+async def _events(response: httpx.Response, tally: StreamTally) -> AsyncIterator[bytes]:
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+            continue
+        if line or not data:
+            continue  # comments, other fields, keep-alive blank lines
+        payload, data = "\n".join(data), []
+        if payload == "[DONE]":
+            tally.done = True
+            yield DONE
+            return
+        if (passed := tally.observe(payload)) is not None:
+            yield event(passed)
+    raise UpstreamError("The serving application ended the stream early.")
+
+
+async def relay(response: httpx.Response, tally: StreamTally) -> AsyncGenerator[bytes, None]:
+    """The client's events: upstream events, then an error event if the upstream broke."""
+    try:
+        async for chunk in _events(response, tally):
+            yield chunk
+    except httpx.TimeoutException:
+        tally.failed = UpstreamError("The serving application stopped sending.", code="timeout")
+    except httpx.HTTPError as exc:
+        tally.failed = UpstreamError(f"The upstream stream broke: {type(exc).__name__}.")
+    except UpstreamError as exc:
+        tally.failed = exc
+    if tally.failed is not None:
+        yield error_event(tally.failed)
+        yield DONE

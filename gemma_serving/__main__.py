@@ -1,0 +1,3 @@
+from gemma_serving.cli import main
+
+main()

@@ -1,0 +1,98 @@
+{{/*
+The gateway's environment: the one place that maps chart values to the gateway's
+settings (pydantic-settings, prefix GATEWAY_, see gateway/settings.py). Secrets are
+referenced with secretKeyRef, never copied into the rendered manifests.
+*/}}
+
+{{- define "gemma-serving.gateway.env" -}}
+{{- $gw := .Values.gateway -}}
+{{- /* uvicorn (the image's entrypoint) reads UVICORN_*: on SIGTERM it waits up to the
+longest stream for open responses, inside terminationGracePeriodSeconds. */}}
+- name: UVICORN_PORT
+  value: {{ $gw.port | quote }}
+- name: UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN
+  value: {{ $gw.maxStreamSeconds | quote }}
+- name: GATEWAY_LOG_LEVEL
+  value: {{ $gw.logLevel | quote }}
+- name: GATEWAY_UPSTREAM_URL
+  value: {{ include "gemma-serving.upstreamUrl" . | quote }}
+- name: GATEWAY_UPSTREAM_READ_TIMEOUT_S
+  value: {{ $gw.maxStreamSeconds | quote }}
+- name: GATEWAY_ADMIN_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "gateway.adminKeySecret.name: name an existing Secret with the admin API key" $gw.adminKeySecret.name }}
+      key: {{ $gw.adminKeySecret.key }}
+{{ include "gemma-serving.gateway.redisEnv" . }}
+- name: GATEWAY_DEFAULT_RPM
+  value: {{ $gw.limits.requestsPerMinute | quote }}
+- name: GATEWAY_DEFAULT_TPM
+  value: {{ $gw.limits.tokensPerMinute | quote }}
+- name: GATEWAY_MAX_CONCURRENT_REQUESTS
+  value: {{ $gw.limits.maxConcurrentRequests | quote }}
+- name: GATEWAY_MAX_REQUEST_BYTES
+  value: {{ $gw.limits.maxRequestBytes | quote }}
+{{- with $gw.routing.defaultModel }}
+- name: GATEWAY_DEFAULT_MODEL
+  value: {{ . | quote }}
+{{- end }}
+- name: GATEWAY_FALLBACK_ENABLED
+  value: {{ $gw.routing.fallbackEnabled | quote }}
+{{ include "gemma-serving.otelEnv" (dict "ctx" . "service" "gemma-gateway") }}
+{{- with $gw.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+GATEWAY_REDIS_URL. With a password Secret the URL is assembled by Kubernetes'
+$(VAR) expansion from REDIS_PASSWORD, which must come first.
+*/}}
+{{- define "gemma-serving.gateway.redisEnv" -}}
+{{- $r := .Values.redis -}}
+{{- if eq $r.mode "external" }}
+{{- if $r.external.urlSecret.name }}
+- name: GATEWAY_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $r.external.urlSecret.name }}
+      key: {{ $r.external.urlSecret.key }}
+{{- else }}
+- name: GATEWAY_REDIS_URL
+  value: {{ required "redis.external.url or redis.external.urlSecret.name is required when redis.mode is external" $r.external.url | quote }}
+{{- end }}
+{{- else if $r.auth.existingSecret }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $r.auth.existingSecret }}
+      key: {{ $r.auth.key }}
+- name: GATEWAY_REDIS_URL
+  value: {{ printf "redis://:$(REDIS_PASSWORD)@%s:%v/%v" (include "gemma-serving.redis.host" .) $r.port $r.database | quote }}
+{{- else }}
+- name: GATEWAY_REDIS_URL
+  value: {{ printf "redis://%s:%v/%v" (include "gemma-serving.redis.host" .) $r.port $r.database | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Standard OpenTelemetry SDK variables. Usage: (dict "ctx" $ "service" "name") */}}
+{{- define "gemma-serving.otelEnv" -}}
+{{- $o := .ctx.Values.observability.otel -}}
+- name: OTEL_SERVICE_NAME
+  value: {{ .service | quote }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ printf "service.namespace=%s,deployment.environment=%s" .ctx.Release.Name .ctx.Release.Namespace | quote }}
+{{- if $o.endpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $o.endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ $o.protocol | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: parentbased_traceidratio
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ $o.samplingRatio | quote }}
+{{- else }}
+- name: OTEL_TRACES_EXPORTER
+  value: none
+{{- end }}
+{{- end }}

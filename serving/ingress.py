@@ -1,0 +1,79 @@
+"""Ray Serve LLM's OpenAI ingress, publishing the catalog's view of each model.
+
+Ray Serve LLM's model cards carry only ``input_modality`` and the context length, and no
+``LLMConfig`` field reaches them. Its supported extension point is the ingress class
+(``LLMServingArgs.ingress_cls_config``), whose ``ingress_extra_kwargs`` this subclass
+receives: each variant's card gains the catalog's metadata (``capabilities``, ``kind``,
+``context_length``, ...) and every LoRA adapter gets a card of its own, listed after its
+base model. Everything else (routing, streaming, errors) is Ray's.
+
+``/v1/models`` then answers, per model::
+
+    {"id": "gemma-3-270m", "object": "model", "owned_by": "...", "permission": [],
+     "metadata": {"model_id": ..., "input_modality": ..., "max_request_context_length": ...,
+                  "capabilities": ["text", "tools"], "kind": "model", ...}}
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ray.serve.llm.ingress import OpenAiIngress
+
+if TYPE_CHECKING:
+    from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard, ModelList
+    from ray.serve.handle import DeploymentHandle
+
+
+def adapter_metadata(base: dict[str, Any], adapter_id: str) -> dict[str, Any]:
+    """An adapter serves what its base model serves."""
+    meta = {k: v for k, v in base.items() if k != "adapters"}
+    return {**meta, "model_id": adapter_id, "base_model_id": base.get("model_id")}
+
+
+class GemmaIngress(OpenAiIngress):
+    """The OpenAI ingress with catalog metadata and LoRA adapter cards in ``/v1/models``."""
+
+    def __init__(
+        self,
+        llm_deployments: dict[str, DeploymentHandle],
+        model_cards: dict[str, ModelCard],
+        *,
+        lora_paths: dict[str, str] | None = None,
+        model_metadata: dict[str, dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        metadata = model_metadata or {}
+        cards = {
+            model_id: card.model_copy(
+                update={"metadata": {**card.metadata, **metadata.get(model_id, {})}}
+            )
+            for model_id, card in model_cards.items()
+        }
+        super().__init__(llm_deployments, cards, lora_paths=lora_paths, **kwargs)
+        self._adapter_cards: dict[str, ModelCard] = {}
+        for model_id, card in cards.items():
+            for adapter_id in metadata.get(model_id, {}).get("adapters", []):
+                self._adapter_cards[adapter_id] = card.model_copy(
+                    update={
+                        "id": adapter_id,
+                        "metadata": adapter_metadata(card.metadata, adapter_id),
+                    }
+                )
+
+    async def model(self, model_id: str) -> ModelCard | None:
+        if model_id in self._adapter_cards:
+            return self._adapter_cards[model_id]
+        return await super().model(model_id)
+
+    async def models(self) -> ModelList:
+        listed = await super().models()
+        data = []
+        for card in listed.data:
+            data.append(card)
+            data.extend(a for a in self._adapter_cards.values() if _base(a) == card.id)
+        return listed.model_copy(update={"data": data})
+
+
+def _base(card: ModelCard) -> str | None:
+    return card.metadata.get("base_model_id")

@@ -1,0 +1,365 @@
+"""Tiny random-weight checkpoints with the real Gemma 3 / Gemma 3n multimodal architectures.
+
+They exist to drive the real code paths (processor, vLLM's multimodal loaders, Ray Serve
+LLM's OpenAI ingress, the gateway's media handling) on a CPU. Their output is noise: every
+name says ``tiny-random`` so that nobody mistakes them for models.
+
+- ``tiny-random-gemma-3-vision``: ``Gemma3ForConditionalGeneration`` (SigLIP tower at 224 px,
+  16 image tokens) with the Gemma tokenizer plus ``<image_soft_token>``; 16.9 M parameters.
+- ``tiny-random-gemma-3n``: ``Gemma3nForConditionalGeneration`` (audio conformer + a shrunken
+  MobileNetV5 vision encoder) with the Gemma tokenizer laid out like Gemma 3n's; 34.8 M.
+- ``tiny-lora-gemma-3-270m``: a rank-4 PEFT LoRA adapter for the embedded Gemma 3 270M.
+
+Builders are deterministic (fixed seeds) and write into a staging folder that is renamed
+into place only when complete, with a checksum manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from serving.models.embedded import PreparedModel, prepare_embedded_model
+from serving.models.manifest import ChecksumMismatch, Manifest, verify
+from serving.models.store import gemma_home
+
+VISION_FIXTURE = "tiny-random-gemma-3-vision"
+AUDIO_FIXTURE = "tiny-random-gemma-3n"
+LORA_FIXTURE = "tiny-lora-gemma-3-270m"
+SEED = 20250312
+_TEMPLATES = files("serving.models").joinpath("templates")
+
+# Gemma 3n's special-token layout (the ids Gemma3nConfig defaults to).
+_3N_END_OF_IMAGE = 262144
+_3N_IMAGE_SOFT = 262145
+_3N_END_OF_AUDIO = 262272
+_3N_AUDIO_SOFT = 262273
+_3N_VOCAB = 262400
+
+# A MobileNetV5 encoder with few channels; every stage ends with a `uir` block because
+# timm's feature_info cannot end a stage on an attention (`mqa`) block.
+_TINY_MNV5_ARCH = [
+    ["er_r1_k3_s2_e4_c16"],
+    ["uir_r1_a3_k5_s2_e4_c16"],
+    ["uir_r1_a5_k5_s2_e4_c32", "mqa_r1_k3_h2_s1_d8_c32", "uir_r1_a0_k0_s1_e2_c32"],
+    ["uir_r1_a5_k5_s2_e4_c32", "mqa_r1_k3_h2_s1_d8_c32", "uir_r1_a0_k0_s1_e2_c32"],
+]
+
+
+def _seed() -> None:
+    import torch
+
+    torch.manual_seed(SEED)
+
+
+def _base_tokenizer_dir(embedded: PreparedModel) -> Path:
+    return embedded.path
+
+
+def _rename_weights(out: Path, rename: Callable[[str], str]) -> None:
+    """Rewrite the saved safetensors with keys in the layout vLLM's loaders expect."""
+    from safetensors.torch import load_file, save_file
+
+    for path in sorted(out.glob("*.safetensors")):
+        state = {rename(k): v for k, v in load_file(str(path)).items()}
+        save_file(state, str(path), metadata={"format": "pt"})
+
+
+# --- Gemma 3 vision ---------------------------------------------------------------------
+
+
+def _build_vision(embedded: PreparedModel, out: Path) -> None:
+    from transformers import (
+        AutoTokenizer,
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+    )
+
+    base: Any = AutoTokenizer.from_pretrained(_base_tokenizer_dir(embedded))
+    base.add_special_tokens({"additional_special_tokens": ["<image_soft_token>"]})
+    base.save_pretrained(out)
+    tokenizer: Any = AutoTokenizer.from_pretrained(
+        out,
+        extra_special_tokens={
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        },
+    )
+    image_token_id = tokenizer.convert_tokens_to_ids("<image_soft_token>")
+    config = Gemma3Config(
+        text_config={
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 32,
+            "vocab_size": 262208,
+            "sliding_window": 64,
+            "max_position_embeddings": 4096,
+        },
+        vision_config={
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 224,
+            "patch_size": 14,
+        },
+        mm_tokens_per_image=16,
+        image_token_index=image_token_id,
+        boi_token_index=tokenizer.convert_tokens_to_ids("<start_of_image>"),
+        eoi_token_index=tokenizer.convert_tokens_to_ids("<end_of_image>"),
+    )
+    _seed()
+    model = Gemma3ForConditionalGeneration(config).eval()
+    model.save_pretrained(out, safe_serialization=True)
+    _rename_weights(out, _siglip_vision_model_prefix)
+    processor = Gemma3Processor(
+        image_processor=Gemma3ImageProcessor(size={"height": 224, "width": 224}),
+        tokenizer=tokenizer,
+        chat_template=_TEMPLATES.joinpath("gemma3_chat.jinja").read_text(),
+        image_seq_length=16,
+    )
+    processor.save_pretrained(out)
+
+
+def _siglip_vision_model_prefix(key: str) -> str:
+    """transformers 5 drops SigLIP's ``vision_model.`` level; vLLM's tower keeps it.
+
+    Depending on the transformers release, ``save_pretrained`` writes the tower under
+    ``model.vision_tower.`` (its own layout) or ``vision_tower.`` (the hub layout).
+    """
+    for prefix in ("model.vision_tower.", "vision_tower."):
+        if key.startswith(prefix):
+            if key.startswith(prefix + "vision_model."):
+                return key
+            return prefix + "vision_model." + key.removeprefix(prefix)
+    return key
+
+
+# --- Gemma 3n (audio + vision) ----------------------------------------------------------
+
+
+def _gemma3n_tokenizer_json(source: Path, out: Path) -> None:
+    """The Gemma tokenizer re-laid like Gemma 3n's: audio/image markers at 3n's ids."""
+    data = json.loads((source / "tokenizer.json").read_text())
+    for token in data["added_tokens"]:
+        if token["id"] == 256000:
+            token["content"] = "<start_of_audio>"
+    vocab = data["model"]["vocab"]
+    if isinstance(vocab, dict):
+        vocab.pop("<end_of_image>", None)
+        vocab["<start_of_audio>"] = 256000
+    else:  # unigram: [[piece, score], ...]
+        vocab[256000][0] = "<start_of_audio>"
+    named = {
+        _3N_END_OF_IMAGE: "<end_of_image>",
+        _3N_IMAGE_SOFT: "<image_soft_token>",
+        _3N_END_OF_AUDIO: "<end_of_audio>",
+        _3N_AUDIO_SOFT: "<audio_soft_token>",
+    }
+    first_new = max(token["id"] for token in data["added_tokens"]) + 1
+    if first_new > _3N_END_OF_IMAGE:
+        raise RuntimeError(f"base tokenizer already uses id {first_new - 1}")
+    for token_id in range(_3N_END_OF_IMAGE, _3N_VOCAB):
+        content = named.get(token_id, f"<reserved_multimodal_{token_id}>")
+        data["added_tokens"].append(
+            {
+                "id": token_id,
+                "content": content,
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": True,
+            }
+        )
+    (out / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False))
+    config = json.loads((source / "tokenizer_config.json").read_text())
+    config.pop("added_tokens_decoder", None)
+    config.pop("chat_template", None)
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    for name in ("special_tokens_map.json",):
+        if (source / name).exists():
+            shutil.copy2(source / name, out / name)
+
+
+def _gemma3n_config() -> Any:
+    import timm
+    from transformers import Gemma3nConfig
+
+    block_args = timm.models._efficientnet_builder.decode_arch_def(_TINY_MNV5_ARCH)
+    text = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 32,
+        "hidden_size_per_layer_input": 16,
+        "num_kv_shared_layers": 2,
+        "layer_types": ["sliding_attention", "full_attention"] * 2,
+        "sliding_window": 64,
+        "laurel_rank": 8,
+        "activation_sparsity_pattern": [0.0] * 4,
+        "max_position_embeddings": 4096,
+    }
+    audio = {
+        "hidden_size": 64,
+        "conf_num_attention_heads": 2,
+        "conf_num_hidden_layers": 1,
+        "sscp_conv_channel_size": [16, 8],
+    }
+    vision = {
+        "architecture": "mobilenetv5_300m_enc",
+        "model_args": {"block_args": block_args, "stem_size": 16},
+    }
+    return Gemma3nConfig(text_config=text, audio_config=audio, vision_config=vision)
+
+
+def _clean_block_args() -> list[list[dict[str, Any]]]:
+    """timm fills block dicts with callables in place; re-decode clean ones for the config."""
+    import timm
+
+    decoded: list[list[dict[str, Any]]] = timm.models._efficientnet_builder.decode_arch_def(
+        _TINY_MNV5_ARCH
+    )
+    return decoded
+
+
+def _add_shared_kv_norms(out: Path, config: Any) -> None:
+    """KV-shared layers carry an (unused) k_norm in hub checkpoints; vLLM 0.29 requires it."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    text = config.text_config
+    first_shared = text.num_hidden_layers - text.num_kv_shared_layers
+    for path in sorted(out.glob("*.safetensors")):
+        state = load_file(str(path))
+        for layer in range(first_shared, text.num_hidden_layers):
+            key = f"model.language_model.layers.{layer}.self_attn.k_norm.weight"
+            state.setdefault(key, torch.ones(text.head_dim, dtype=torch.float32))
+        save_file(state, str(path), metadata={"format": "pt"})
+
+
+def _build_audio(embedded: PreparedModel, out: Path) -> None:
+    from transformers import (
+        AutoTokenizer,
+        Gemma3nAudioFeatureExtractor,
+        Gemma3nForConditionalGeneration,
+        Gemma3nProcessor,
+        SiglipImageProcessor,
+    )
+
+    _gemma3n_tokenizer_json(_base_tokenizer_dir(embedded), out)
+    tokenizer = AutoTokenizer.from_pretrained(
+        out,
+        extra_special_tokens={
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+            "boa_token": "<start_of_audio>",
+            "eoa_token": "<end_of_audio>",
+            "audio_token": "<audio_soft_token>",
+        },
+    )
+    expected = {"<end_of_image>": _3N_END_OF_IMAGE, "<audio_soft_token>": _3N_AUDIO_SOFT}
+    for token, token_id in expected.items():
+        if tokenizer.convert_tokens_to_ids(token) != token_id:
+            raise RuntimeError(f"{token} did not land at id {token_id}")
+    config = _gemma3n_config()
+    _seed()
+    model = Gemma3nForConditionalGeneration(config).eval()
+    model.config.vision_config.model_args = {"block_args": _clean_block_args(), "stem_size": 16}
+    model.save_pretrained(out, safe_serialization=True)
+    _add_shared_kv_norms(out, model.config)
+    processor = Gemma3nProcessor(
+        feature_extractor=Gemma3nAudioFeatureExtractor(),
+        image_processor=SiglipImageProcessor(
+            size={"height": 768, "width": 768}, do_normalize=False
+        ),
+        tokenizer=tokenizer,
+        chat_template=_TEMPLATES.joinpath("gemma3n_chat.jinja").read_text(),
+        audio_seq_length=config.audio_soft_tokens_per_image,
+        image_seq_length=config.vision_soft_tokens_per_image,
+    )
+    processor.save_pretrained(out)
+
+
+# --- LoRA adapter for the 270M ----------------------------------------------------------
+
+
+def _build_lora(embedded: PreparedModel, out: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(embedded.path, dtype=torch.float32)
+    config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_proj", "v_proj"],
+        lora_dropout=0.0,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    _seed()
+    peft_model = get_peft_model(base, config)
+    with torch.no_grad():  # a non-zero B so the adapter really changes the output
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(mean=0.0, std=0.02)
+    peft_model.save_pretrained(str(out))
+    adapter_config = json.loads((out / "adapter_config.json").read_text())
+    adapter_config["base_model_name_or_path"] = "google/gemma-3-270m"
+    (out / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
+
+
+# --- building and verifying -------------------------------------------------------------
+
+_BUILDERS: dict[str, Callable[[PreparedModel, Path], None]] = {
+    VISION_FIXTURE: _build_vision,
+    AUDIO_FIXTURE: _build_audio,
+    LORA_FIXTURE: _build_lora,
+}
+FIXTURES = tuple(_BUILDERS)
+_RECIPE = "fixture/{name}/v1"
+
+
+def prepare_fixture(name: str, home: Path | None = None, *, force: bool = False) -> PreparedModel:
+    """Build (or verify) one fixture under ``$GEMMA_SERVING_HOME/fixtures``."""
+    if name not in _BUILDERS:
+        raise KeyError(f"unknown fixture {name!r}; known: {', '.join(FIXTURES)}")
+    root = home if home is not None else gemma_home()
+    target = root / "fixtures" / name
+    embedded = prepare_embedded_model(root)
+    source_sha = Manifest.read(embedded.path)
+    base_sha = source_sha.source_sha256 if source_sha else ""
+    recipe = _RECIPE.format(name=name)
+    if not force:
+        try:
+            if verify(target, recipe=recipe, source_sha256=base_sha):
+                return PreparedModel(name, target, built=False)
+        except ChecksumMismatch:
+            pass
+    (root / "fixtures").mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root / "fixtures"))
+    try:
+        _BUILDERS[name](embedded, staging)
+        Manifest.of_directory(staging, recipe=recipe, source_sha256=base_sha).write(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return PreparedModel(name, target, built=True)

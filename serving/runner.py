@@ -1,0 +1,186 @@
+"""Run a profile's Serve application on this machine: start, wait until ready, shut down.
+
+The steps are separate so the CLI, the test fixtures and a combined stack (gateway plus
+engines) compose them as they need::
+
+    serving = start_serving("cpu-dev", port=8000)    # Ray + Serve + the app
+    wait_ready(serving)                              # every model listed in /v1/models
+    ...                                              # talk to serving.base_url
+    shutdown()                                       # Serve drains, then Ray stops
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from serving.app import AppArgs, adapter_model_id
+from serving.catalog import Catalog, load_catalog
+from serving.config_export import APP_NAME
+from serving.models.store import gemma_home, is_local_source, resolve_source
+from serving.tracing import serve_tracing_config, traces_endpoint, tracing_env
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalServing:
+    """A running Serve application: where it listens and which model ids it serves."""
+
+    profile: str
+    app_name: str
+    host: str
+    port: int
+    model_ids: tuple[str, ...]
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL (``.../v1``)."""
+        return f"http://{self.host}:{self.port}/v1"
+
+
+def served_model_ids(catalog: Catalog, profile: str) -> tuple[str, ...]:
+    """Base variants and their adapters, as ``/v1/models`` lists them."""
+    target = catalog.profile(profile).target
+    ids: list[str] = []
+    for variant in catalog.profile_variants(profile):
+        ids.append(variant.id)
+        ids.extend(adapter_model_id(variant.id, a.name) for a in variant.adapters_for(target))
+    return tuple(ids)
+
+
+def local_sources(catalog: Catalog, profile: str) -> list[str]:
+    """The ``local:`` and ``fixture:`` sources (weights and adapters) a profile loads."""
+    target = catalog.profile(profile).target
+    sources: list[str] = []
+    for variant in catalog.profile_variants(profile):
+        sources.append(variant.source_for(target) or "")
+        sources.extend(a.source for a in variant.adapters_for(target))
+    return [s for s in sources if is_local_source(s)]
+
+
+def missing_sources(catalog: Catalog, profile: str, home: Path | None = None) -> list[str]:
+    """Local sources whose directory does not exist yet."""
+    root = home if home is not None else gemma_home()
+    return [
+        s for s in local_sources(catalog, profile) if not Path(resolve_source(s, root)).is_dir()
+    ]
+
+
+def required_cpus(catalog: Catalog, profile: str) -> int:
+    """Logical CPUs Ray needs: per replica its engine bundles plus the replica actor."""
+    target = catalog.profile(profile).target
+    total = 1  # the OpenAI ingress replica
+    for variant in catalog.profile_variants(profile):
+        engine = variant.engines[target]
+        per_replica = engine.tensor_parallel_size + 1
+        total += per_replica * variant.autoscaling_for(target).max_replicas
+    return total
+
+
+def start_serving(
+    profile: str,
+    *,
+    catalog: Catalog | None = None,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    num_cpus: int | None = None,
+    models_home: Path | None = None,
+    app_name: str = APP_NAME,
+    otlp_traces_endpoint: str | None = None,
+) -> LocalServing:
+    """Start Ray (if needed) and Serve, and deploy the profile's application.
+
+    ``otlp_traces_endpoint`` (an OTLP/HTTP ``.../v1/traces`` URL; default from the
+    standard ``OTEL_EXPORTER_OTLP_*`` variables) turns on Ray Serve's tracing and the
+    engines' spans; it must be known before Ray starts, as every Ray worker inherits it.
+    Returns once Serve reports the application RUNNING (every engine started); raises
+    ``RuntimeError`` if a deployment fails.
+    """
+    import ray
+    from ray import serve
+
+    from serving.app import build_app
+
+    catalog = catalog if catalog is not None else load_catalog()
+    endpoint = otlp_traces_endpoint or traces_endpoint()
+    args = AppArgs(
+        profile=profile,
+        catalog=catalog.subset(profile),
+        models_home=str(models_home) if models_home is not None else None,
+        otlp_traces_endpoint=endpoint,
+    )
+    if endpoint is not None:
+        os.environ.update(tracing_env(endpoint))  # Ray's processes inherit it
+    # Ray's memory monitor kills workers above 95% of the host's memory by default. On a
+    # CPU host the engines' memory is fixed by their profiles, and a killed Serve
+    # controller or replica costs minutes of restarts, so only act when memory is
+    # really exhausted (an explicit RAY_memory_usage_threshold still wins).
+    os.environ.setdefault("RAY_memory_usage_threshold", "0.99")
+    if not ray.is_initialized():
+        ray.init(num_cpus=num_cpus or required_cpus(catalog, profile), include_dashboard=False)
+    serve.start(
+        http_options={"host": host, "port": port},
+        tracing_config=serve_tracing_config(endpoint),
+    )
+    serve.run(build_app(args), name=app_name, route_prefix="/", blocking=False)
+    return LocalServing(
+        profile=profile,
+        app_name=app_name,
+        host=host,
+        port=port,
+        model_ids=served_model_ids(catalog, profile),
+    )
+
+
+def listed_model_ids(base_url: str, timeout_s: float = 10.0) -> set[str]:
+    """The ids ``GET {base_url}/models`` lists."""
+    with urllib.request.urlopen(f"{base_url}/models", timeout=timeout_s) as response:
+        body = json.load(response)
+    return {model["id"] for model in body["data"]}
+
+
+def wait_ready(serving: LocalServing, *, timeout_s: float = 900.0, poll_s: float = 2.0) -> None:
+    """Block until ``/v1/models`` lists every model id of the profile."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        try:
+            listed = listed_model_ids(serving.base_url)
+        except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
+            last = repr(exc)
+        else:
+            missing = set(serving.model_ids) - listed
+            if not missing:
+                return
+            last = f"still missing {sorted(missing)}"
+        time.sleep(poll_s)
+    raise TimeoutError(f"{serving.base_url} not ready after {timeout_s:.0f}s: {last}")
+
+
+def unfinished_requests(model_id: str, app_name: str = APP_NAME) -> int:
+    """Requests the engine serving ``model_id`` is still working on (this Ray cluster)."""
+    from ray import serve
+
+    deployments = serve.status().applications[app_name].deployments
+    name = next((d for d in deployments if d.endswith(f":{model_id}")), None)
+    if name is None:
+        raise KeyError(f"no engine deployment for {model_id!r} in {app_name!r}")
+    handle = serve.get_deployment_handle(name, app_name=app_name)
+    return int(handle.num_unfinished_requests.remote().result(timeout_s=30))
+
+
+def shutdown() -> None:
+    """Delete the Serve applications (replicas drain within their graceful timeout), stop Ray."""
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        serve.shutdown()
+        ray.shutdown()

@@ -1,0 +1,39 @@
+"""The engine deployment of every variant: Ray Serve LLM's ``LLMServer`` with a load probe.
+
+``num_unfinished_requests`` reports how many requests the vLLM engine is still working on,
+through the deployment handle (``handle.num_unfinished_requests.remote()``). Operators use it
+to watch a replica drain; the integration tests use it to show that a request abandoned by
+its client stops generating. Chat and completion calls run inside a GenAI span whose
+context vLLM's engine span continues (``serving.genai_span``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from ray.llm._internal.serve.core.protocol import RawRequestInfo
+from ray.serve.llm.deployment import LLMServer
+
+from serving.genai_span import traced_call
+
+
+class GemmaLLMServer(LLMServer):
+    """``LLMServer`` with GenAI spans and a read of the engine's in-flight request count."""
+
+    async def chat(
+        self, request: Any, raw_request_info: RawRequestInfo | None = None
+    ) -> AsyncGenerator[Any, None]:
+        return await traced_call("chat", request, raw_request_info, super().chat)
+
+    async def completions(
+        self, request: Any, raw_request_info: RawRequestInfo | None = None
+    ) -> AsyncGenerator[Any, None]:
+        return await traced_call("text_completion", request, raw_request_info, super().completions)
+
+    async def num_unfinished_requests(self) -> int:
+        # Ray's vLLM engine keeps vLLM's AsyncLLM as ``_engine_client`` once started.
+        client = getattr(self.engine, "_engine_client", None)
+        if client is None:
+            return 0
+        return int(client.get_num_unfinished_requests())

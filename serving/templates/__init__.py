@@ -1,0 +1,1 @@
+"""Jinja chat templates that engines load by name (``chat_template: gemma3_tools``)."""

@@ -1,0 +1,90 @@
+"""The data mapping around Ray Data LLM (no Ray started here)."""
+
+from __future__ import annotations
+
+import json
+
+from batch.lines import parse_line
+from batch.ray_engine import (
+    VariantEngineSpec,
+    request_row,
+    result_from_response,
+    result_from_row,
+    serve_request,
+)
+from serving.app import CPU_ENV, llm_config_data
+from serving.catalog import load_catalog
+from serving.models.store import gemma_home
+from tests.batch.support import TEXT, chat_line, completion_line, planner
+
+
+def _spec() -> VariantEngineSpec:
+    catalog = load_catalog()
+    return VariantEngineSpec.from_llm_config(
+        llm_config_data(catalog, catalog.variants[TEXT], "cpu", gemma_home())
+    )
+
+
+def test_spec_runs_the_serving_engine_profile_on_the_cpu_backend() -> None:
+    spec = _spec()
+    assert spec.variant == TEXT
+    assert spec.cpu
+    assert spec.env_vars == CPU_ENV
+    kwargs = spec.processor_engine_kwargs()
+    assert kwargs["max_model_len"] == 4096
+    assert kwargs["kv_cache_memory_bytes"] > 0
+    assert "chat_template" not in kwargs
+    assert "tool_call_parser" not in kwargs
+    assert "enable_lora" not in kwargs
+    assert spec.renderer_kwargs()["chat_template"] == spec.engine_kwargs["chat_template"]
+
+
+def test_request_row_has_one_schema_for_chat_and_completion() -> None:
+    p = planner()
+    chat = request_row(p.plan(parse_line(chat_line("a", max_tokens=3))))
+    completion = request_row(p.plan(parse_line(completion_line("b"))))
+    assert chat.keys() == completion.keys()
+    assert json.loads(chat["messages"]) == [{"role": "user", "content": "Hi"}]
+    assert completion["prompt"] == "Once"
+    assert chat["sampling_params"].keys() == completion["sampling_params"].keys()
+
+
+def test_result_from_row() -> None:
+    row = {
+        "custom_id": "a",
+        "generated_text": "hey",
+        "num_input_tokens": 9,
+        "num_generated_tokens": 3,
+        "__inference_error__": "",
+    }
+    result = result_from_row(row, 3)
+    assert (result.text, result.prompt_tokens, result.completion_tokens) == ("hey", 9, 3)
+    assert (result.finish_reason, result.error) == ("length", None)
+    failed = result_from_row({**row, "__inference_error__": "ValueError: too long"}, 3)
+    assert failed.error == "ValueError: too long"
+
+
+def test_serve_request_is_the_openai_request() -> None:
+    p = planner()
+    row = serve_request(p.plan(parse_line(chat_line("a", max_tokens=3, stop="x"))))
+    assert (row["method"], row["dtype"]) == ("chat", "ChatCompletionRequest")
+    kwargs = json.loads(row["request_kwargs_json"])
+    assert kwargs["model"] == TEXT
+    assert (kwargs["max_tokens"], kwargs["stop"], kwargs["stream"]) == (3, ["x"], False)
+    completion = serve_request(p.plan(parse_line(completion_line("b"))))
+    assert (completion["method"], json.loads(completion["request_kwargs_json"])["prompt"]) == (
+        "completions",
+        "Once",
+    )
+
+
+def test_result_from_response() -> None:
+    row = {
+        "custom_id": "a",
+        "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 1},
+        "__inference_error__": "",
+    }
+    result = result_from_response(row, 4)
+    assert (result.text, result.prompt_tokens, result.finish_reason) == ("hi", 5, "stop")
+    assert result_from_response({"custom_id": "b", "__inference_error__": "x"}, 4).error == "x"

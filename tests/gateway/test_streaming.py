@@ -1,0 +1,48 @@
+"""The SSE relay: errors after the first byte, and clients that leave."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from tests.support.stub_upstream import StubUpstream
+
+BODY = {"model": "auto", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def events(response: httpx.Response) -> list[str]:
+    return [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+
+
+def test_upstream_failure_mid_stream_ends_with_error_event_and_done(
+    http: httpx.Client, stub: StubUpstream
+) -> None:
+    stub.knobs.fail_after_chunks = 2
+    with http.stream("POST", "/v1/chat/completions", json=BODY) as response:
+        assert response.status_code == 200
+        data = events(response)
+    assert data[-1] == "[DONE]"
+    error = json.loads(data[-2])["error"]
+    assert error["type"] == "upstream_error"
+    assert set(error) == {"message", "type", "param", "code"}
+    assert sum(1 for d in data if '"choices"' in d) == 2
+    assert 'gateway_stream_errors_total{served="gemma-3-270m"} 1.0' in http.get("/metrics").text
+    assert http.post("/v1/chat/completions", json={**BODY, "stream": False}).status_code == 200
+
+
+def test_client_disconnect_cancels_the_upstream_stream(
+    gateway_url: str, stub: StubUpstream
+) -> None:
+    stub.knobs.chunk_delay = 0.5
+    stub.knobs.chunks = 20
+    with (
+        httpx.Client(base_url=gateway_url, timeout=30) as client,
+        client.stream("POST", "/v1/chat/completions", json=BODY) as response,
+    ):
+        first = next(response.iter_lines())
+        assert first.startswith("data: ")
+    assert stub.wait_cancelled()
+    assert stub.cancelled == ["gemma-3-270m"]
+    metrics = httpx.get(gateway_url + "/metrics").text
+    assert 'gateway_client_disconnects_total{served="gemma-3-270m"} 1.0' in metrics

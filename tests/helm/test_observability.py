@@ -1,0 +1,158 @@
+"""Monitors, OTel wiring and the alert rules (PromQL parsed, metric names checked)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import promql_parser
+import pytest
+import yaml
+
+from tests.helm import chart
+from tests.helm.scenarios import EVERYTHING_ON
+
+GATEWAY_METRICS = {
+    "gateway_requests_total",
+    "gateway_request_duration_seconds_bucket",
+    "gateway_time_to_first_token_seconds_bucket",
+    "gateway_tokens_total",
+}
+# cAdvisor and kube-state-metrics, present on every Prometheus-operator stack.
+CLUSTER_METRICS = {"container_memory_working_set_bytes", "kube_pod_container_resource_limits"}
+
+
+def _rules(values: dict | None = None) -> list[dict]:
+    rule = chart.render(values or EVERYTHING_ON).one("PrometheusRule")
+    return [r for group in rule["spec"]["groups"] for r in group["rules"]]
+
+
+def _metric_names(expr: str) -> set[str]:
+    names: set[str] = set()
+
+    def visit(node: object) -> None:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.add(node.name)
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return names
+
+
+def _package_dir(name: str) -> Path:
+    """An installed package's folder, found without importing it (vLLM and Ray are heavy)."""
+    spec = importlib.util.find_spec(name)
+    assert spec is not None, name
+    assert spec.submodule_search_locations, name
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _vllm_metric_names() -> set[str]:
+    """vLLM's metric names as Ray Serve LLM re-exports them: ray_vllm_<name>[_total]."""
+    metrics = _package_dir("vllm") / "v1" / "metrics"
+    source = "".join(p.read_text() for p in metrics.glob("*.py"))
+    names = set(re.findall(r'"vllm:([a-z_]+)"', source))
+    return {f"ray_vllm_{n}" for n in names} | {f"ray_vllm_{n}_total" for n in names}
+
+
+def _ray_serve_metric_names() -> set[str]:
+    panels = _package_dir("ray") / "dashboard/modules/metrics/dashboards/serve_dashboard_panels.py"
+    return set(re.findall(r"ray_serve_[a-z_]+", panels.read_text()))
+
+
+def test_every_alert_expression_parses_and_uses_known_metrics() -> None:
+    known = GATEWAY_METRICS | CLUSTER_METRICS | _vllm_metric_names() | _ray_serve_metric_names()
+    rules = _rules()
+    assert {r["alert"] for r in rules} >= {
+        "GemmaHighP95Latency",
+        "GemmaHighTimeToFirstToken",
+        "GemmaLowSuccessRate",
+        "GemmaLowTokenThroughput",
+        "GemmaKvCacheNearlyFull",
+        "GemmaContainerMemoryNearLimit",
+    }
+    for rule in rules:
+        used = _metric_names(rule["expr"])
+        assert used, rule["alert"]
+        assert used <= known, (rule["alert"], used - known)
+        assert f'namespace="{chart.NAMESPACE}"' in rule["expr"]
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+
+
+def _threshold(expr: str) -> float:
+    """The number an alert compares against: the right side of its top comparison."""
+    tree = promql_parser.parse(expr)
+    assert isinstance(tree, promql_parser.BinaryExpr)
+    assert isinstance(tree.rhs, promql_parser.NumberLiteral)
+    return float(tree.rhs.val)
+
+
+def test_thresholds_come_from_values() -> None:
+    values = chart.deep_merge(
+        EVERYTHING_ON,
+        {
+            "observability": {
+                "prometheusRule": {
+                    "thresholds": {"p95LatencySeconds": 12.5, "minSuccessRatio": 0.95, "for": "3m"}
+                }
+            }
+        },
+    )
+    rules = {r["alert"]: r for r in _rules(values)}
+    assert _threshold(rules["GemmaHighP95Latency"]["expr"]) == 12.5
+    assert _threshold(rules["GemmaLowSuccessRate"]["expr"]) == 0.95
+    assert {r["for"] for r in rules.values()} == {"3m"}
+
+
+def test_alert_annotations_keep_prometheus_templates() -> None:
+    """Helm must leave {{ $labels.model }} for Prometheus to expand."""
+    rules = {r["alert"]: r for r in _rules()}
+    assert "{{ $labels.model }}" in rules["GemmaHighP95Latency"]["annotations"]["summary"]
+
+
+def test_rules_file_renders_to_a_plain_prometheus_rule_file() -> None:
+    rule = chart.render(EVERYTHING_ON).one("PrometheusRule")
+    as_file = yaml.safe_load(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    for group in as_file["groups"]:
+        assert set(group) == {"name", "rules"}
+        for r in group["rules"]:
+            assert set(r) <= {"alert", "expr", "for", "labels", "annotations"}
+
+
+def test_a_broken_expression_would_be_caught() -> None:
+    with pytest.raises(ValueError, match="parenthesis"):
+        promql_parser.parse("sum(rate(gateway_requests_total[5m])")
+
+
+def test_monitors_select_the_gateway_service_and_the_ray_pods() -> None:
+    rendered = chart.render(EVERYTHING_ON)
+    service_monitor = rendered.one("ServiceMonitor")
+    service = rendered.one("Service", "-gateway")
+    assert chart.selector_matches(
+        service_monitor["spec"]["selector"], service["metadata"]["labels"]
+    )
+    assert service_monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    assert service_monitor["metadata"]["labels"]["release"] == "kube-prometheus"
+    pod_monitor = rendered.one("PodMonitor")
+    ray_pods = [t for o, t in chart.pod_templates(rendered) if o.startswith("RayService")]
+    for template in ray_pods:
+        assert chart.selector_matches(
+            pod_monitor["spec"]["selector"], template["metadata"]["labels"]
+        )
+        ports = {p["name"] for p in template["spec"]["containers"][0]["ports"]}
+        assert pod_monitor["spec"]["podMetricsEndpoints"][0]["port"] in ports
+    gateway = rendered.one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert not chart.selector_matches(pod_monitor["spec"]["selector"], gateway)
+
+
+def test_otel_endpoint_reaches_gateway_and_ray_containers() -> None:
+    rendered = chart.render(EVERYTHING_ON)
+    endpoint = EVERYTHING_ON["observability"]["otel"]["endpoint"]
+    services = set()
+    for origin, template in chart.pod_templates(rendered):
+        if origin.startswith("StatefulSet"):
+            continue
+        env = chart.env_of(template["spec"]["containers"][0])
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == endpoint, origin
+        services.add(env["OTEL_SERVICE_NAME"]["value"])
+    assert services == {"gemma-gateway", "gemma-ray-serve"}

@@ -1,0 +1,157 @@
+"""Token quotas through the gateway settle to the usage the real engine reports.
+
+The gateway asks Ray Serve LLM for usage on every stream chunk; a finished stream is charged
+exactly the engine's usage, and a stream the client abandons is charged the engine's usage
+up to that point: the exact prompt tokens (not the gateway's byte-based estimate) plus the
+tokens generated before the cancel reached the engine.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from serving.runner import LocalServing
+from tests.integration.conftest import TEXT_MODEL
+from tests.support.servers import serve_in_thread
+from tests.support.shared_redis import SHARED_REDIS_URL, delete_prefix
+
+pytestmark = pytest.mark.integration
+
+ADMIN = "admin-key-for-quota-e2e"
+TPM = 1_000_000
+PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]
+
+
+@pytest.fixture(scope="module")
+def gateway(serve_stack: LocalServing) -> Iterator[httpx.Client]:
+    prefix = f"test-quota-e2e-{uuid.uuid4().hex[:10]}:"
+    settings = GatewaySettings.model_validate(
+        {
+            "upstream_url": re.sub(r"/v1/?$", "", serve_stack.base_url),
+            "admin_key": ADMIN,
+            "quota": {"redis_url": SHARED_REDIS_URL, "key_prefix": prefix, "timeout": 2.0},
+        }
+    )
+    with (
+        serve_in_thread(create_app(settings)) as url,
+        httpx.Client(base_url=url, timeout=300) as client,
+    ):
+        yield client
+    delete_prefix(prefix)
+
+
+@pytest.fixture
+def key(gateway: httpx.Client) -> dict[str, str]:
+    created = gateway.post(
+        "/admin/keys",
+        json={"tenant": "quota-e2e", "limits": {"tokens_per_minute": TPM}},
+        headers={"authorization": f"Bearer {ADMIN}"},
+    )
+    assert created.status_code == 201, created.text
+    return {"authorization": f"Bearer {created.json()['key']}"}
+
+
+def _probe(gateway: httpx.Client, key: dict[str, str]) -> tuple[int, int]:
+    """Remaining tokens this minute (after the probe's own reservation) and the probe's
+    usage. Two identical probes reserve the same amount, so the difference of their
+    headers is what was charged in between plus the first probe's usage."""
+    probe = gateway.post(
+        "/v1/chat/completions",
+        json={"model": TEXT_MODEL, "messages": [{"role": "user", "content": "."}], "max_tokens": 1},
+        headers=key,
+    )
+    assert probe.status_code == 200, probe.text
+    return int(probe.headers["x-ratelimit-remaining-tokens"]), probe.json()["usage"]["total_tokens"]
+
+
+def _charged_between(first: tuple[int, int], second: tuple[int, int]) -> int:
+    return first[0] - second[0] - first[1]
+
+
+def _prompt_tokens(gateway: httpx.Client, key: dict[str, str]) -> int:
+    answer = gateway.post(
+        "/v1/chat/completions",
+        json={"model": TEXT_MODEL, "messages": PROMPT, "max_tokens": 1},
+        headers=key,
+    )
+    assert answer.status_code == 200, answer.text
+    return int(answer.json()["usage"]["prompt_tokens"])
+
+
+def test_a_finished_stream_is_charged_the_engine_usage(
+    gateway: httpx.Client, key: dict[str, str]
+) -> None:
+    before = _probe(gateway, key)
+    body = {
+        "model": TEXT_MODEL,
+        "messages": PROMPT,
+        "max_tokens": 12,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    usage = None
+    with gateway.stream("POST", "/v1/chat/completions", json=body, headers=key) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: {") and '"usage":{' in line.replace(" ", ""):
+                usage = httpx.Response(200, content=line[6:]).json()["usage"]
+    assert usage is not None
+    assert _charged_between(before, _probe(gateway, key)) == usage["total_tokens"]
+
+
+def test_an_abandoned_stream_is_charged_what_the_engine_generated(
+    gateway: httpx.Client, key: dict[str, str]
+) -> None:
+    prompt_tokens = _prompt_tokens(gateway, key)
+    before = _probe(gateway, key)
+    body = {
+        "model": TEXT_MODEL,
+        "messages": PROMPT,
+        "max_tokens": 400,
+        "ignore_eos": True,
+        "stream": True,
+    }
+    received = 0
+    with gateway.stream("POST", "/v1/chat/completions", json=body, headers=key) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        for line in lines:
+            if line.startswith("data: {"):
+                chunk = httpx.Response(200, content=line[6:]).json()
+                received += sum(bool(c["delta"].get("content")) for c in chunk["choices"])
+            if received >= 5:
+                break
+    time.sleep(2)  # the gateway settles once the cancel has reached the engine
+    generated = _charged_between(before, _probe(gateway, key)) - prompt_tokens
+    assert received <= generated < 400, (generated, prompt_tokens, received)
+
+
+def test_serve_reports_usage_on_every_stream_chunk_when_asked(serve_stack: LocalServing) -> None:
+    """What the gateway relies on for abandoned streams: usage on each chunk."""
+    body = {
+        "model": TEXT_MODEL,
+        "messages": PROMPT,
+        "max_tokens": 6,
+        "stream": True,
+        "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+    }
+    counts = []
+    with httpx.stream(
+        "POST", f"{serve_stack.base_url}/chat/completions", json=body, timeout=300
+    ) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                chunk = httpx.Response(200, content=line[6:]).json()
+                if chunk["choices"]:
+                    counts.append(chunk["usage"]["completion_tokens"])
+    assert len(counts) >= 2
+    assert counts == sorted(counts)
+    assert counts[-1] >= 1

@@ -1,0 +1,81 @@
+"""The soak sampler's verdict and sampling, and the benchmark's load generator and upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+import psutil
+import pytest
+
+from benchmarks.fast_upstream import UpstreamProtocol
+from benchmarks.http_load import build_request, run_count
+from benchmarks.stack_vs_engine import engine_flags
+from loadtests.soak_sampler import Sample, sample, verdict
+
+
+def _samples(rss: list[float] | list[int], conns: list[int]) -> list[Sample]:
+    return [Sample(float(i), float(r), c) for i, (r, c) in enumerate(zip(rss, conns, strict=True))]
+
+
+def test_flat_run() -> None:
+    result = verdict(_samples([100, 101, 99, 102, 100, 101, 100, 103, 101, 102], [8] * 10))
+    assert result.flat
+
+
+def test_growing_memory_and_connections_are_not_flat() -> None:
+    rss = [100 + 10 * i for i in range(10)]
+    conns = [10 + 10 * i for i in range(10)]
+    result = verdict(_samples(rss, conns))
+    assert not result.rss_flat
+    assert not result.connections_flat
+    assert not result.flat
+
+
+def test_too_few_samples() -> None:
+    with pytest.raises(ValueError, match="five"):
+        verdict(_samples([1, 2], [1, 2]))
+
+
+def test_sample_reads_this_process() -> None:
+    now = sample(psutil.Process(os.getpid()), 0.0)
+    assert now.rss_mb > 1
+    assert now.connections >= 0
+
+
+def test_engine_flags() -> None:
+    flags = engine_flags(
+        {"max_model_len": 4096, "enforce_eager": True, "enable_prefix_caching": False}
+        | {
+            "limit_mm_per_prompt": {"image": 1},
+            "lora_modules": [{"name": "a"}],
+            "quantization": None,
+        }
+    )
+    assert flags == [
+        "--max-model-len", "4096", "--enforce-eager", "--no-enable-prefix-caching",
+        "--limit-mm-per-prompt", '{"image": 1}', "--lora-modules", '{"name": "a"}',
+    ]  # fmt: skip
+
+
+def test_load_generator_against_the_fast_upstream() -> None:
+    async def run() -> tuple[int, int, bytes]:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(UpstreamProtocol, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        body = json.dumps({"model": "m", "stream": True}).encode()
+        raw = build_request(url + "/v1/chat/completions", body)
+        result = await run_count(url, raw, concurrency=3, requests=30)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        answer = await reader.readuntil(b"data: [DONE]\n\n")
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return len(result.latencies), result.errors, answer
+
+    done, errors, answer = asyncio.run(run())
+    assert (done, errors) == (30, 0)
+    assert b'"completion_tokens": 5' in answer

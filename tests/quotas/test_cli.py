@@ -1,0 +1,145 @@
+"""``gemma-serving keys`` against a private Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from gateway.errors import AuthenticationFailed
+from gateway.quotas.backend import RedisQuotaBackend
+from gateway.quotas.protocol import ApiKey, Limits
+from gateway.quotas.settings import QuotaSettings
+from gemma_serving.cli import app
+from gemma_serving.commands.keys import parse_model_limit
+
+runner = CliRunner()
+
+
+def authenticate(url: str, secret: str) -> ApiKey:
+    async def main() -> ApiKey:
+        backend = RedisQuotaBackend.from_settings(QuotaSettings(redis_url=url))
+        try:
+            return await backend.keys.authenticate(secret)
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(main())
+
+
+def keys(url: str, *args: str) -> str:
+    result = runner.invoke(app, ["keys", *args, "--redis-url", url])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_create_prints_the_secret_once_and_stores_limits(redis_url: str) -> None:
+    out = keys(
+        redis_url,
+        "create",
+        "--tenant",
+        "acme",
+        "--models",
+        "gemma-3-270m,gemma-3-1b",
+        "--capabilities",
+        "text,tools",
+        "--rpm",
+        "60",
+        "--tpm",
+        "10000",
+        "--tpd",
+        "100000",
+        "--concurrency",
+        "4",
+        "--model-limit",
+        "gemma-3-1b:rpm=10,concurrency=1",
+        "--json",
+    )
+    created = json.loads(out)
+    key = authenticate(redis_url, created["key"])
+    assert key.key_id == created["id"]
+    assert key.allowed_models == frozenset({"gemma-3-270m", "gemma-3-1b"})
+    assert key.allowed_capabilities == frozenset({"text", "tools"})
+    assert key.limits == Limits(60, 10000, 100000, 4)
+    assert key.model_limits == {"gemma-3-1b": Limits(requests_per_minute=10, max_concurrent=1)}
+
+    listed = keys(redis_url, "list")
+    shown = keys(redis_url, "show", key.key_id)
+    assert key.key_id in listed
+    assert "gemma-3-1b: rpm=10" in shown
+    assert created["key"] not in listed + shown
+
+
+def test_plain_create_prints_the_secret(redis_url: str) -> None:
+    out = keys(redis_url, "create", "--tenant", "acme")
+    secret = out.strip().splitlines()[-1]
+    assert authenticate(redis_url, secret).tenant == "acme"
+
+
+def test_set_limits_and_revoke(redis_url: str) -> None:
+    created = json.loads(keys(redis_url, "create", "--tenant", "acme", "--rpm", "5", "--json"))
+    key_id = created["id"]
+    out = keys(
+        redis_url, "set-limits", key_id, "--tpm", "900", "--model-limit", "m:a:tpd=7", "--json"
+    )
+    changed = json.loads(out)
+    assert changed["limits"]["requests_per_minute"] == 5
+    assert changed["limits"]["tokens_per_minute"] == 900
+    assert changed["model_limits"] == {
+        "m:a": {
+            "requests_per_minute": None,
+            "tokens_per_minute": None,
+            "tokens_per_day": 7,
+            "max_concurrent": None,
+        }
+    }
+    cleared = json.loads(keys(redis_url, "set-limits", key_id, "--rpm", "-1", "--json"))
+    assert cleared["limits"]["requests_per_minute"] is None
+    assert "revoked" in keys(redis_url, "revoke", key_id)
+    with pytest.raises(AuthenticationFailed):
+        authenticate(redis_url, created["key"])
+
+
+def test_unknown_key_fails_cleanly(redis_url: str) -> None:
+    result = runner.invoke(app, ["keys", "show", "key_missing", "--redis-url", redis_url])
+    assert result.exit_code == 1
+    assert "No API key" in result.output
+
+
+def test_dev_key_is_idempotent(redis_url: str, tmp_path: Path) -> None:
+    key_file = tmp_path / "dev-key"
+    first = keys(redis_url, "dev", "--key-file", str(key_file)).strip()
+    second = keys(redis_url, "dev", "--key-file", str(key_file)).strip()
+    assert first == second
+    assert key_file.read_text().strip() == first
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = authenticate(redis_url, first)
+    assert key.tenant == "local-dev"
+    keys(redis_url, "revoke", key.key_id)
+    third = keys(redis_url, "dev", "--key-file", str(key_file)).strip()
+    assert third != first
+    assert authenticate(redis_url, third).tenant == "local-dev"
+    dev_keys = json.loads(keys(redis_url, "list", "--tenant", "local-dev", "--json"))
+    assert len(dev_keys) == 2
+
+
+@pytest.mark.parametrize(
+    ("spec", "model", "limits"),
+    [
+        ("gemma-3-270m:rpm=10,tpm=500", "gemma-3-270m", Limits(10, 500)),
+        ("gemma-3-270m:sql:tpd=5", "gemma-3-270m:sql", Limits(tokens_per_day=5)),
+        ("m:concurrency=2,rpm=-1", "m", Limits(max_concurrent=2)),
+    ],
+)
+def test_parse_model_limit(spec: str, model: str, limits: Limits) -> None:
+    assert parse_model_limit(spec) == (model, limits)
+
+
+@pytest.mark.parametrize("spec", ["rpm=10", "m:rpm", "m:rpm=x", "m:qps=3", ":rpm=1"])
+def test_parse_model_limit_rejects_nonsense(spec: str) -> None:
+    with pytest.raises(typer.BadParameter):
+        parse_model_limit(spec)

@@ -1,0 +1,268 @@
+"""An OpenAI-compatible upstream speaking like the serving application, over real HTTP.
+
+``StubUpstream`` serves ``/v1/models`` with the serving application's card shape (a
+text model with a LoRA adapter, a vision model, an audio model), chat and text
+completions (streamed with a usage chunk, or not, and with usage on every chunk when
+``stream_options.continuous_usage_stats`` asks) with a fixed answer, and audio
+transcriptions/translations. Knobs on ``stub.knobs`` make it fail a stream after N
+chunks, slow a stream down, or answer 503 for chosen models; ``stub.requests``
+records each received body (``stub.headers`` its request headers),
+``stub.reported`` each per-chunk usage sent and
+``stub.cancelled`` each stream the caller abandoned.
+
+    with StubUpstream() as stub:
+        client = OpenAI(base_url=stub.base_url + "/v1", api_key="x")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+from tests.support.servers import serve_in_thread
+
+TEXT_MODEL = "gemma-3-270m"
+ADAPTER = "gemma-3-270m:tiny-lora"
+VISION_MODEL = "tiny-random-gemma-3-vision"
+AUDIO_MODEL = "tiny-random-gemma-3n"
+ANSWER = "Hello from the stub upstream."
+TRANSCRIPT = "a stub transcription"
+CONTEXT = 4096
+
+
+def _card(model_id: str, capabilities: list[str], kind: str, adapters: list[str]) -> dict[str, Any]:
+    return {
+        "id": model_id,
+        "object": "model",
+        "owned_by": "gemma-serving",
+        "permission": [],
+        "metadata": {
+            "model_id": model_id,
+            "input_modality": "image" if "vision" in capabilities else "text",
+            "max_request_context_length": CONTEXT,
+            "capabilities": capabilities,
+            "kind": kind,
+            "hf_id": f"stub/{model_id}",
+            "context_length": 32768,
+            "max_model_len": CONTEXT,
+            "target": "cpu",
+            "adapters": adapters,
+        },
+    }
+
+
+def default_cards() -> list[dict[str, Any]]:
+    text = _card(TEXT_MODEL, ["text", "tools"], "model", [ADAPTER])
+    meta = {k: v for k, v in text["metadata"].items() if k != "adapters"}
+    adapter = {
+        **text,
+        "id": ADAPTER,
+        "metadata": {**meta, "model_id": ADAPTER, "base_model_id": TEXT_MODEL},
+    }
+    return [
+        text,
+        adapter,
+        _card(VISION_MODEL, ["text", "vision"], "fixture", []),
+        _card(AUDIO_MODEL, ["text", "vision", "audio"], "fixture", []),
+    ]
+
+
+@dataclass
+class Knobs:
+    fail_after_chunks: int | None = None
+    chunk_delay: float = 0.0
+    chunks: int = 5
+    unavailable: set[str] = field(default_factory=set)
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+class StubUpstream(AbstractContextManager["StubUpstream"]):
+    def __init__(self, cards: list[dict[str, Any]] | None = None) -> None:
+        self.cards = cards if cards is not None else default_cards()
+        self.knobs = Knobs()
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.headers: list[dict[str, str]] = []
+        self.cancelled: list[str] = []
+        self.reported: list[dict[str, int]] = []
+        self.cancelled_event = threading.Event()
+        self.uploads: list[bytes] = []
+        self._stack = ExitStack()
+        self.base_url = ""
+        self.app = self._build()
+
+    def __enter__(self) -> StubUpstream:
+        self.base_url = self._stack.enter_context(serve_in_thread(self.app))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def wait_cancelled(self, timeout: float = 10.0) -> bool:
+        return self.cancelled_event.wait(timeout)
+
+    def _unavailable(self, model: str) -> JSONResponse | None:
+        if model not in self.knobs.unavailable:
+            return None
+        body = {
+            "error": {"message": f"{model} is not ready", "type": "ServiceUnavailable", "code": 503}
+        }
+        return JSONResponse(body, status_code=503)
+
+    def _chunks(self) -> list[str]:
+        words = ANSWER.split(" ")
+        return [w + " " for w in words[: self.knobs.chunks]]
+
+    async def _stream(self, body: dict[str, Any], kind: str) -> AsyncIterator[str]:
+        model, created, rid = body["model"], int(time.time()), f"stub-{uuid.uuid4().hex[:8]}"
+        pieces = self._chunks()
+        continuous = bool((body.get("stream_options") or {}).get("continuous_usage_stats"))
+        try:
+            for i, piece in enumerate(pieces):
+                if self.knobs.fail_after_chunks is not None and i >= self.knobs.fail_after_chunks:
+                    raise RuntimeError("stub upstream failure")
+                await anyio.sleep(self.knobs.chunk_delay)
+                chunk = _chunk(kind, rid, created, model, piece, None)
+                if continuous:
+                    chunk["usage"] = _usage(7, i + 1)
+                    self.reported.append(chunk["usage"])
+                yield _sse(chunk)
+            yield _sse(_chunk(kind, rid, created, model, "", "stop"))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                yield _sse(
+                    {
+                        "id": rid,
+                        "object": _object(kind, True),
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": _usage(7, len(pieces)),
+                    }
+                )
+            yield "data: [DONE]\n\n"
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled.append(model)
+            self.cancelled_event.set()
+            raise
+
+    async def _generate(self, request: Request, kind: str) -> Any:
+        body = await request.json()
+        self.headers.append(dict(request.headers))
+        self.requests.append((request.url.path, body))
+        if (refused := self._unavailable(body["model"])) is not None:
+            return refused
+        if body.get("stream"):
+            return StreamingResponse(self._stream(body, kind), media_type="text/event-stream")
+        completion = len(self._chunks())
+        return {
+            "id": "stub-1",
+            "object": _object(kind, False),
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [_choice(kind, ANSWER)],
+            "usage": _usage(7, completion),
+        }
+
+    async def _audio(self, request: Request) -> Any:
+        form = await request.form()
+        model = str(form.get("model"))
+        self.headers.append(dict(request.headers))
+        self.requests.append(
+            (request.url.path, {k: v for k, v in form.items() if isinstance(v, str)})
+        )
+        upload = form.get("file")
+        if upload is not None and not isinstance(upload, str):
+            self.uploads.append(await upload.read())
+        if (refused := self._unavailable(model)) is not None:
+            return refused
+        if form.get("response_format") == "text":
+            return PlainTextResponse(TRANSCRIPT)
+        return {"text": TRANSCRIPT, "usage": {"type": "duration", "seconds": 2}}
+
+    def _build(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/v1/models")
+        async def models() -> dict[str, Any]:
+            return {"object": "list", "data": self.cards}
+
+        @app.post("/v1/chat/completions")
+        async def chat(request: Request) -> Any:
+            return await self._generate(request, "chat")
+
+        @app.post("/v1/completions")
+        async def completions(request: Request) -> Any:
+            return await self._generate(request, "text")
+
+        @app.post("/v1/audio/transcriptions")
+        async def transcriptions(request: Request) -> Any:
+            return await self._audio(request)
+
+        @app.post("/v1/audio/translations")
+        async def translations(request: Request) -> Any:
+            return await self._audio(request)
+
+        return app
+
+
+def _object(kind: str, stream: bool) -> str:
+    if kind == "chat":
+        return "chat.completion.chunk" if stream else "chat.completion"
+    return "text_completion"
+
+
+def _choice(kind: str, text: str) -> dict[str, Any]:
+    if kind == "chat":
+        return {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": "stop",
+        }
+    return {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}
+
+
+def _chunk(
+    kind: str, rid: str, created: int, model: str, text: str, finish: str | None
+) -> dict[str, Any]:
+    if kind == "chat":
+        choice: dict[str, Any] = {
+            "index": 0,
+            "delta": {"content": text} if text else {},
+            "finish_reason": finish,
+        }
+    else:
+        choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
+    return {
+        "id": rid,
+        "object": _object(kind, True),
+        "created": created,
+        "model": model,
+        "choices": [choice],
+    }
+
+
+def _sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data)}\n\n"
+
+
+def stub_upstream() -> Iterator[StubUpstream]:
+    """For a pytest fixture: ``yield from stub_upstream()``."""
+    with StubUpstream() as stub:
+        yield stub

@@ -1,0 +1,144 @@
+"""The generated configs against Ray Serve LLM and vLLM themselves (no cluster, no engine).
+
+Ray's ``LLMConfig`` validation, its split of ``engine_kwargs`` into vLLM engine and
+frontend arguments (an unknown name fails there), the ingress's ``/v1/models`` handlers
+and the LoRA loader are all called directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import HTTPException
+from ray.llm._internal.serve.core.configs.accelerators import CPUConfig, GPUConfig
+from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+from ray.serve.llm import LLMConfig
+from vllm.entrypoints.launchers.cli_args import FrontendArgs
+from vllm.entrypoints.openai.models.protocol import LoRAModulePath
+
+from serving.app import AppArgs, build_llm_configs, serving_args
+from serving.catalog import Catalog, load_catalog
+from serving.ingress import GemmaIngress
+from serving.lora import StaticLoraLoader, StaticLoraServer
+
+HOME = "/srv/gemma"
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog()
+
+
+def built(catalog: Catalog, profile: str) -> dict[str, LLMConfig]:
+    configs = build_llm_configs(AppArgs(profile=profile, catalog=catalog, models_home=HOME))
+    return {c.model_id: c for c in configs}
+
+
+@pytest.mark.parametrize("profile", sorted(load_catalog().profiles))
+def test_every_profile_validates_and_splits_into_known_vllm_arguments(
+    catalog: Catalog, profile: str
+) -> None:
+    for config in built(catalog, profile).values():
+        engine = config.get_engine_config()  # raises "Unknown engine argument: ..."
+        assert engine is not None
+        frontend = FrontendArgs(**engine.frontend_kwargs)
+        assert engine.engine_kwargs["max_model_len"] == config.engine_kwargs["max_model_len"]
+        if "tool_call_parser" in config.engine_kwargs:
+            assert frontend.enable_auto_tool_choice
+            assert frontend.tool_call_parser == "pythonic"
+            assert frontend.chat_template is not None
+
+
+def test_cpu_configs(catalog: Catalog) -> None:
+    configs = built(catalog, "cpu-dev")
+    for config in configs.values():
+        assert isinstance(config.accelerator_config, CPUConfig)
+        assert config.accelerator_type is None
+        assert config.get_engine_config().placement_bundles == [{"CPU": 1}]
+    assert configs["gemma-3-270m"].max_request_context_length == 4096
+
+
+def test_gpu_configs_request_their_accelerator(catalog: Catalog) -> None:
+    configs = built(catalog, "gke-l4")
+    twenty_seven = built(catalog, "gke-a100")["gemma-3-27b-it"]
+    for config in configs.values():
+        assert isinstance(config.accelerator_config, GPUConfig)
+        assert config.accelerator_type == "L4"
+    bundles = twenty_seven.get_engine_config().placement_bundles
+    assert bundles == [{"GPU": 1, "accelerator_type:A100-80G": 0.001}] * 2
+
+
+def test_lora_variant_uses_the_static_lora_server(catalog: Catalog) -> None:
+    config = built(catalog, "cpu-dev")["gemma-3-270m"]
+    assert config.server_cls is StaticLoraServer
+    assert config.lora_config is not None
+    assert config.lora_config.dynamic_lora_loading_path is None
+    frontend = FrontendArgs(**config.get_engine_config().frontend_kwargs)
+    assert frontend.lora_modules == [
+        LoRAModulePath(
+            name="gemma-3-270m:tiny-lora",
+            path=f"{HOME}/fixtures/tiny-lora-gemma-3-270m",
+            base_model_name="gemma-3-270m",
+        )
+    ]
+    assert config.get_engine_config().engine_kwargs["enable_lora"] is True
+
+
+def test_static_lora_loader_resolves_served_adapters(catalog: Catalog) -> None:
+    config = built(catalog, "cpu-dev")["gemma-3-270m"]
+    loader = StaticLoraLoader()
+    disk = asyncio.run(loader.load_model_from_config("gemma-3-270m:tiny-lora", config))
+    assert disk.model_id == "gemma-3-270m:tiny-lora"
+    assert Path(disk.local_path) == Path(HOME) / "fixtures/tiny-lora-gemma-3-270m"
+    assert disk.max_total_tokens == 4096
+    with pytest.raises(HTTPException) as caught:
+        asyncio.run(loader.load_model_from_config("gemma-3-270m:missing", config))
+    assert caught.value.status_code == 404
+    assert "gemma-3-270m:tiny-lora" in str(caught.value.detail)
+
+
+def ingress(catalog: Catalog, profile: str) -> GemmaIngress:
+    args = serving_args(AppArgs(profile=profile, catalog=catalog, models_home=HOME))
+    configs = [LLMConfig.model_validate(c) for c in args["llm_configs"]]
+    kwargs: dict[str, Any] = args["ingress_cls_config"]["ingress_extra_kwargs"]
+    return GemmaIngress(
+        {c.model_id: object() for c in configs},  # handles are not called by /v1/models
+        {c.model_id: to_model_metadata(c.model_id, c) for c in configs},
+        lora_paths={},
+        **kwargs,
+    )
+
+
+def test_models_list_carries_capabilities_and_adapter_ids(catalog: Catalog) -> None:
+    listed = asyncio.run(ingress(catalog, "cpu-dev").models())
+    ids = [card.id for card in listed.data]
+    assert ids == [
+        "gemma-3-270m",
+        "gemma-3-270m:tiny-lora",
+        "tiny-random-gemma-3-vision",
+        "tiny-random-gemma-3n",
+    ]
+    cards = {card.id: card.metadata for card in listed.data}
+    assert cards["gemma-3-270m"]["capabilities"] == ["text", "tools"]
+    assert cards["gemma-3-270m"]["max_request_context_length"] == 4096  # Ray's own field
+    assert cards["tiny-random-gemma-3n"]["capabilities"] == ["text", "vision", "audio"]
+    assert cards["tiny-random-gemma-3-vision"]["kind"] == "fixture"
+    adapter = cards["gemma-3-270m:tiny-lora"]
+    assert adapter["base_model_id"] == "gemma-3-270m"
+    assert adapter["model_id"] == "gemma-3-270m:tiny-lora"
+    assert adapter["capabilities"] == ["text", "tools"]
+    assert "adapters" not in adapter
+
+
+def test_model_lookup(catalog: Catalog) -> None:
+    app = ingress(catalog, "cpu-dev")
+    card = asyncio.run(app.model("gemma-3-270m:tiny-lora"))
+    assert card is not None
+    assert card.id == "gemma-3-270m:tiny-lora"
+    assert asyncio.run(app.model("gemma-3-270m:unknown")) is None
+    base = asyncio.run(app.model("tiny-random-gemma-3n"))
+    assert base is not None
+    assert base.metadata["capabilities"] == ["text", "vision", "audio"]

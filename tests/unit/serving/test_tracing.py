@@ -1,0 +1,58 @@
+"""Tracing switches of the Serve application: endpoint, engine args, trace headers, usage."""
+
+from __future__ import annotations
+
+import json
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from serving.app import AppArgs, serving_args
+from serving.genai_span import usage_of, with_trace_context
+from serving.tracing import serve_tracing_config, traces_endpoint
+
+URL = "http://collector:4318/v1/traces"
+
+
+def test_the_endpoint_follows_the_standard_variables() -> None:
+    assert traces_endpoint({}) is None
+    assert traces_endpoint({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/"}) == URL
+    assert traces_endpoint({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": URL + "x"}) == URL + "x"
+    off = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "none"}
+    assert traces_endpoint(off) is None
+    assert serve_tracing_config(None) == {"enabled": False}
+    assert serve_tracing_config(URL)["exporter_import_path"] == "serving.tracing:span_processors"
+
+
+def test_engines_get_the_endpoint_and_http_protocol_only_when_tracing() -> None:
+    for config in serving_args(AppArgs(profile="cpu-dev", otlp_traces_endpoint=URL))["llm_configs"]:
+        assert config["engine_kwargs"]["otlp_traces_endpoint"] == URL
+        env = config["runtime_env"]["env_vars"]
+        assert env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] == "http/protobuf"
+        assert env["VLLM_TARGET_DEVICE"] == "cpu"
+        assert config["log_engine_metrics"] is True
+    args = AppArgs(profile="cpu-dev", otlp_traces_endpoint=None)
+    for config in serving_args(args)["llm_configs"]:
+        assert "otlp_traces_endpoint" not in config["engine_kwargs"]
+
+
+def test_the_trace_header_handed_to_vllm_names_the_span() -> None:
+    from ray.llm._internal.serve.core.protocol import RawRequestInfo
+
+    span = TracerProvider().get_tracer("t").start_span("chat")
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    info = with_trace_context(RawRequestInfo(headers={"traceparent": parent, "x": "1"}), span)
+    context = span.get_span_context()
+    expected = f"00-{context.trace_id:032x}-{context.span_id:016x}-"
+    assert info.headers["traceparent"].startswith(expected)
+    assert info.headers["x"] == "1"
+    span.end()
+
+
+def test_usage_is_read_from_responses_and_stream_batches() -> None:
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    batch = [
+        'data: {"choices": []}\n\n',
+        f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n",
+    ]
+    assert usage_of(batch) == usage
+    assert usage_of(["data: [DONE]\n\n"]) is None
