@@ -1,11 +1,18 @@
 """``POST /v1/audio/transcriptions`` and ``/v1/audio/translations`` (multipart, OpenAI shape).
 
 The uploaded file is validated and normalised to 16 kHz mono WAV by the media
-checks, then forwarded to the serving application's endpoint of the same name.
+checks, then forwarded to the serving application's transcription endpoint.
+
+Translations (OpenAI: speech in any language to English text) are transcriptions into
+English: Ray Serve LLM's ingress serves speech-to-text as ``/v1/audio/transcriptions``
+only, and vLLM's speech prompt for Gemma 3n with ``language="en"`` reads "Transcribe this
+audio into English", which is the translation task. Any ``language`` field the client
+sent is replaced; the answer has OpenAI's translation shape (``text``) unchanged.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -16,6 +23,8 @@ from gateway.proxy import Upload
 from gateway.routing import audio_needs
 from gateway.state import GatewayState, gateway_state
 
+TRANSCRIPTIONS = "/v1/audio/transcriptions"
+TRANSLATION_LANGUAGE = "en"
 router = APIRouter(tags=["audio"])
 State = Annotated[GatewayState, Depends(gateway_state)]
 
@@ -40,17 +49,21 @@ async def _upload(request: Request) -> tuple[str, Upload]:
     return model, upload
 
 
-@router.post("/v1/audio/transcriptions")
+def into_english(upload: Upload) -> Upload:
+    """A translation request as the transcription into English that serves it."""
+    fields = [(k, v) for k, v in upload.fields if k != "language"]
+    return replace(upload, fields=[*fields, ("language", TRANSLATION_LANGUAGE)])
+
+
+@router.post(TRANSCRIPTIONS)
 async def transcriptions(request: Request, state: State) -> Response:
     model, upload = await _upload(request)
-    return await state.proxy.transcribe(
-        request, "/v1/audio/transcriptions", upload, model, audio_needs()
-    )
+    return await state.proxy.transcribe(request, TRANSCRIPTIONS, upload, model, audio_needs())
 
 
 @router.post("/v1/audio/translations")
 async def translations(request: Request, state: State) -> Response:
     model, upload = await _upload(request)
     return await state.proxy.transcribe(
-        request, "/v1/audio/translations", upload, model, audio_needs()
+        request, TRANSCRIPTIONS, into_english(upload), model, audio_needs()
     )

@@ -171,10 +171,22 @@ def test_transcription(openai_client: OpenAI, stub: StubUpstream) -> None:
     assert path == "/v1/audio/transcriptions"
     assert fields["model"] == "tiny-random-gemma-3n"
     assert stub.uploads[-1][:4] == b"RIFF"
+
+
+def test_translation_is_a_transcription_into_english(
+    openai_client: OpenAI, stub: StubUpstream
+) -> None:
     text = openai_client.audio.translations.create(
-        model="auto", file=("clip.wav", wav_bytes(1.0), "audio/wav"), response_format="text"
+        model="auto",
+        file=("clip.wav", wav_bytes(1.0), "audio/wav"),
+        response_format="text",
+        extra_body={"language": "de"},
     )
     assert TRANSCRIPT in str(text)
+    path, fields = stub.requests[-1]
+    assert path == "/v1/audio/transcriptions"
+    assert (fields["model"], fields["language"]) == ("tiny-random-gemma-3n", "en")
+    assert fields["response_format"] == "text"
 
 
 def test_health_ready_metrics(http: httpx.Client) -> None:

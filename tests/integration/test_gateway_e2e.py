@@ -107,6 +107,16 @@ def test_transcription(client: OpenAI) -> None:
     assert isinstance(result.text, str)
 
 
+def test_translation(client: OpenAI, gateway_url: str) -> None:
+    """Served by the engine's transcription into English (Serve has no translations route)."""
+    before = routed(gateway_url, AUDIO_MODEL, "audio")
+    result = client.audio.translations.create(
+        model="auto", file=("clip.wav", wav_bytes(1.0), "audio/wav")
+    )
+    assert isinstance(result.text, str)
+    assert routed(gateway_url, AUDIO_MODEL, "audio") == before + 1
+
+
 def _running() -> int:
     """Requests the 270M's vLLM engine is still generating (through its Serve deployment)."""
     return unfinished_requests(TEXT_MODEL)

@@ -4,11 +4,11 @@
 text model with a LoRA adapter, a vision model, an audio model), chat and text
 completions (streamed with a usage chunk, or not, and with usage on every chunk when
 ``stream_options.continuous_usage_stats`` asks) with a fixed answer, and audio
-transcriptions/translations. Knobs on ``stub.knobs`` make it fail a stream after N
-chunks, slow a stream down, or answer 503 for chosen models; ``stub.requests``
-records each received body (``stub.headers`` its request headers),
-``stub.reported`` each per-chunk usage sent and
-``stub.cancelled`` each stream the caller abandoned.
+transcriptions (like Ray Serve LLM's ingress, no translations route). Knobs on
+``stub.knobs`` make it fail a stream after N chunks, slow a stream down, or answer 503
+for chosen models; ``stub.requests`` records each received body (``stub.headers`` its
+request headers), ``stub.reported`` each per-chunk usage sent and ``stub.cancelled``
+each stream the caller abandoned.
 
     with StubUpstream() as stub:
         client = OpenAI(base_url=stub.base_url + "/v1", api_key="x")
@@ -213,10 +213,6 @@ class StubUpstream(AbstractContextManager["StubUpstream"]):
 
         @app.post("/v1/audio/transcriptions")
         async def transcriptions(request: Request) -> Any:
-            return await self._audio(request)
-
-        @app.post("/v1/audio/translations")
-        async def translations(request: Request) -> Any:
             return await self._audio(request)
 
         return app
