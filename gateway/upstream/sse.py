@@ -73,7 +73,8 @@ class StreamTally:
 
 async def _events(response: httpx.Response, tally: StreamTally) -> AsyncIterator[bytes]:
     data: list[str] = []
-    async for line in response.aiter_lines():
+    lines = response.aiter_lines()
+    async for line in lines:
         if line.startswith("data:"):
             data.append(line[5:].removeprefix(" "))
             continue
@@ -83,10 +84,15 @@ async def _events(response: httpx.Response, tally: StreamTally) -> AsyncIterator
         if payload == "[DONE]":
             tally.done = True
             yield DONE
-            return
+            break
         if (passed := tally.observe(payload)) is not None:
             yield event(passed)
-    raise UpstreamError("The serving application ended the stream early.")
+    else:
+        raise UpstreamError("The serving application ended the stream early.")
+    # Read the body to its end (nothing but framing follows [DONE]): a response closed
+    # unread loses its connection, and the next request would open a new one.
+    async for _ in lines:
+        pass
 
 
 async def relay(response: httpx.Response, tally: StreamTally) -> AsyncGenerator[bytes, None]:

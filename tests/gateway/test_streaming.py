@@ -31,6 +31,16 @@ def test_upstream_failure_mid_stream_ends_with_error_event_and_done(
     assert http.post("/v1/chat/completions", json={**BODY, "stream": False}).status_code == 200
 
 
+def test_finished_streams_keep_their_upstream_connection(
+    http: httpx.Client, stub: StubUpstream
+) -> None:
+    """A stream read to its end returns its connection to the pool for the next request."""
+    for _ in range(5):
+        with http.stream("POST", "/v1/chat/completions", json=BODY) as response:
+            assert events(response)[-1] == "[DONE]"
+    assert len(set(stub.peers[-5:])) == 1
+
+
 def test_client_disconnect_cancels_the_upstream_stream(
     gateway_url: str, stub: StubUpstream
 ) -> None:

@@ -7,8 +7,8 @@ completions (streamed with a usage chunk, or not, and with usage on every chunk 
 transcriptions (like Ray Serve LLM's ingress, no translations route). Knobs on
 ``stub.knobs`` make it fail a stream after N chunks, slow a stream down, or answer 503
 for chosen models; ``stub.requests`` records each received body (``stub.headers`` its
-request headers), ``stub.reported`` each per-chunk usage sent and ``stub.cancelled``
-each stream the caller abandoned.
+request headers, ``stub.peers`` the address it came from), ``stub.reported`` each
+per-chunk usage sent and ``stub.cancelled`` each stream the caller abandoned.
 
     with StubUpstream() as stub:
         client = OpenAI(base_url=stub.base_url + "/v1", api_key="x")
@@ -100,6 +100,7 @@ class StubUpstream(AbstractContextManager["StubUpstream"]):
         self.knobs = Knobs()
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.headers: list[dict[str, str]] = []
+        self.peers: list[tuple[str, int]] = []  # the caller's address: one per connection
         self.cancelled: list[str] = []
         self.reported: list[dict[str, int]] = []
         self.cancelled_event = threading.Event()
@@ -166,6 +167,8 @@ class StubUpstream(AbstractContextManager["StubUpstream"]):
         body = await request.json()
         self.headers.append(dict(request.headers))
         self.requests.append((request.url.path, body))
+        if request.client is not None:
+            self.peers.append((request.client.host, request.client.port))
         if (refused := self._unavailable(body["model"])) is not None:
             return refused
         if body.get("stream"):
