@@ -30,6 +30,10 @@ from batch.requests import PromptRequest
 
 ERROR_COLUMN = "__inference_error__"
 OBJECT_STORE_BYTES = 1 << 30  # rows are prompts and small images; keep shared memory free
+#: Ray resources of the Serve processor's stages: they only wait on the engine deployments,
+#: and Ray Data's default (one CPU per task and actor) never schedules on a cluster whose
+#: CPUs the Serve application holds, as a serving cluster's are.
+NO_CPU = {"num_cpus": 0}
 NOT_FOR_BATCH = frozenset(
     {
         "chat_template",
@@ -240,6 +244,7 @@ class ServeProcessorEngine:
         self.app_name = app_name
         self.address = address
         self.batch_size = batch_size
+        self._started_ray = False
 
     def _deployment(self, variant: str) -> str:
         from ray import serve
@@ -257,6 +262,7 @@ class ServeProcessorEngine:
 
         if not ray.is_initialized():
             ray.init(address=self.address, log_to_driver=False)
+            self._started_ray = True
         config = ServeDeploymentProcessorConfig(
             deployment_name=self._deployment(variant),
             app_name=self.app_name,
@@ -268,7 +274,14 @@ class ServeProcessorEngine:
             concurrency=1,
             should_continue_on_error=True,
         )
-        processor = build_processor(config, preprocess=_expand_kwargs)
+        processor = build_processor(
+            config,
+            preprocess=_expand_kwargs,
+            preprocess_map_kwargs=dict(NO_CPU),
+            postprocess_map_kwargs=dict(NO_CPU),
+        )
+        for name in processor.list_stage_names():
+            processor.get_stage_by_name(name).map_batches_kwargs.update(NO_CPU)
         dataset: Any = processor(ray.data.from_items([serve_request(r) for r in requests]))
         limits = {r.custom_id: r.max_tokens for r in requests}
         for batch in dataset.iter_batches(batch_size=None, batch_format="pandas"):
@@ -276,7 +289,8 @@ class ServeProcessorEngine:
             yield [result_from_response(r, limits.get(str(r["custom_id"]))) for r in rows]
 
     def close(self) -> None:
+        """Shut Ray down if this engine connected to it (a caller's connection stays)."""
         import ray
 
-        if ray.is_initialized():
+        if self._started_ray and ray.is_initialized():
             ray.shutdown()

@@ -3,18 +3,22 @@
 Middleware, outermost first: the OpenTelemetry ASGI middleware (server span of each
 request, honouring an incoming ``traceparent``), ``RequestMetricsMiddleware`` (counts
 every ``/v1`` answer, whatever ended it) and ``BodyLimitMiddleware`` (413 before the
-body is parsed). The tracer provider is injected (``tracer_provider=``) or built from
-the ``OTEL_*`` variables, in which case the lifespan flushes and shuts it down.
+body is parsed; ``/v1/files`` bounds its uploads itself). The tracer provider is
+injected (``tracer_provider=``) or built from the ``OTEL_*`` variables, in which case
+the lifespan flushes and shuts it down.
 Error handlers: ``gateway.http_errors.install_error_handlers`` (the only place errors
 become HTTP). The lifespan opens one pooled ``httpx.AsyncClient`` to the serving
 application, the media fetch client and (with quotas on) the Redis quota backend,
-polls the model list in the background, and closes all of them on shutdown.
+polls the model list in the background, runs the Batch API's jobs (``gateway.batches``:
+with the Redis key store, on the engines of ``batch_engines``), and closes all of them on
+shutdown after asking running jobs to stop at their next block.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio
 from fastapi import FastAPI
@@ -22,6 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from gateway.api import audio, generate, health, models
 from gateway.auth import AnonymousKeys, OpenGate
+from gateway.batches import routes as batch_routes
 from gateway.body_limit import BodyLimitMiddleware
 from gateway.dispatch import Dispatcher
 from gateway.http_errors import install_error_handlers
@@ -37,7 +42,13 @@ from gateway.telemetry.http_metrics import RequestMetricsMiddleware
 from gateway.upstream.client import create_client
 from gateway.upstream.registry import ModelRegistry
 
-QuotaParts = tuple[KeyStore, QuotaGate, Callable[[], Awaitable[bool]]]
+if TYPE_CHECKING:
+    from batch.engine import BatchEngine
+    from gateway.batches.service import BatchService
+    from gateway.quotas.backend import RedisQuotaBackend
+
+#: The key store, the gate, their health check, and the Redis backend when there is one.
+QuotaParts = tuple[KeyStore, QuotaGate, Callable[[], Awaitable[bool]], "RedisQuotaBackend | None"]
 
 
 async def _always_healthy() -> bool:
@@ -53,9 +64,9 @@ async def _quota_parts(
 ) -> QuotaParts:
     """The key store and gate: injected, open (quotas off) or the Redis backend."""
     if not settings.quota.enabled:
-        return AnonymousKeys(), OpenGate(), _always_healthy
+        return AnonymousKeys(), OpenGate(), _always_healthy, None
     if key_store is not None and quota_gate is not None:
-        return key_store, quota_gate, quota_gate.healthy
+        return key_store, quota_gate, quota_gate.healthy, None
     from gateway.quotas.backend import RedisQuotaBackend
 
     backend = RedisQuotaBackend.from_settings(settings.quota)
@@ -64,7 +75,22 @@ async def _quota_parts(
         from gateway.quotas.admin import create_admin_router
 
         app.include_router(create_admin_router(backend, settings.admin_key.get_secret_value()))
-    return key_store or backend.keys, quota_gate or backend.gate, backend.healthy
+    return key_store or backend.keys, quota_gate or backend.gate, backend.healthy, backend
+
+
+def _batch_service(
+    settings: GatewaySettings,
+    quota: QuotaParts,
+    registry: ModelRegistry,
+    engines: Callable[[], BatchEngine] | None,
+) -> BatchService | None:
+    """The Batch API, when enabled and the Redis backend holds keys (it keeps its data there)."""
+    keys, _, _, backend = quota
+    if backend is None or not settings.batches.enabled:
+        return None
+    from gateway.batches.lifecycle import build_batches
+
+    return build_batches(settings, backend, keys, registry, engines)
 
 
 async def _build_state(
@@ -89,7 +115,7 @@ async def _build_state(
     registry = ModelRegistry(
         client, interval=settings.model_refresh_interval, cooldown=settings.unhealthy_cooldown
     )
-    keys, gate, quota_healthy = quota
+    keys, gate, quota_healthy, _ = quota
     dispatcher = Dispatcher(
         registry,
         gate,
@@ -109,10 +135,13 @@ def create_app(
     key_store: KeyStore | None = None,
     quota_gate: QuotaGate | None = None,
     tracer_provider: TracerProvider | None = None,
+    batch_engines: Callable[[], BatchEngine] | None = None,
 ) -> FastAPI:
     """A gateway app; ``key_store``/``quota_gate`` replace the Redis backend (quotas on).
 
     ``tracer_provider`` receives the gateway's spans (default: ``OTEL_*`` configured).
+    ``batch_engines`` builds the engine of each batch job (default: the Serve
+    application's engine deployments, ``gateway.batches.engine.ServeEngines``).
     """
     settings = settings or GatewaySettings()
     metrics = GatewayMetrics()
@@ -126,17 +155,33 @@ def create_app(
             quota = await _quota_parts(app, settings, stack, key_store, quota_gate)
             state = await _build_state(app, settings, metrics, stack, quota, provider)
             app.state.gateway = state
+            batches = _batch_service(settings, quota, state.registry, batch_engines)
+            app.state.batches = batches
             await state.registry.refresh()
             async with anyio.create_task_group() as group:
                 group.start_soon(_poll_after, state.registry, settings.model_refresh_interval)
+                if batches is not None:
+                    group.start_soon(batches.supervisor.run)
                 yield
+                if batches is not None:
+                    await batches.supervisor.stop()
                 group.cancel_scope.cancel()
 
     app = FastAPI(title="gemma-serving gateway", lifespan=lifespan)
     install_error_handlers(app)
-    for router in (generate.router, audio.router, models.router, health.router):
+    for router in (
+        generate.router,
+        audio.router,
+        models.router,
+        health.router,
+        batch_routes.router,
+    ):
         app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.limits.max_body_bytes,
+        exempt_paths=(batch_routes.UPLOADS,),
+    )
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     tracing.instrument_app(app, provider)
     return app

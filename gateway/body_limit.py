@@ -3,9 +3,12 @@
 A declared ``Content-Length`` over the limit is refused before anything is read;
 a body without one (chunked) is counted as it arrives and refused once it passes
 the limit. Counted bodies are buffered (at most the limit) and replayed to the app.
+Paths in ``exempt_paths`` (file uploads) bound and stream their bodies themselves.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -14,9 +17,12 @@ from gateway.http_errors import gateway_error_response
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, exempt_paths: Collection[str] = ()
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.exempt_paths = frozenset(exempt_paths)
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(
@@ -24,7 +30,7 @@ class BodyLimitMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.exempt_paths:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")

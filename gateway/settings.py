@@ -2,7 +2,8 @@
 
 Nested groups use ``__``: ``GATEWAY_LIMITS__MAX_MESSAGES=64``,
 ``GATEWAY_QUOTA__ENABLED=false``,
-``GATEWAY_MEDIA__MAX_IMAGE_PIXELS=1000000``, ``GATEWAY_ALIASES='{"gemma-3": "gemma-3-"}'``.
+``GATEWAY_MEDIA__MAX_IMAGE_PIXELS=1000000``, ``GATEWAY_ALIASES='{"gemma-3": "gemma-3-"}'``,
+``GATEWAY_BATCHES__FILES_DIR=/data/batches``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.batches.settings import BatchSettings
 from gateway.media.settings import MediaSettings
 from gateway.quotas.settings import QuotaSettings
 
@@ -133,6 +135,7 @@ class GatewaySettings(BaseSettings):
     limits: RequestLimits = Field(default_factory=lambda: RequestLimits.model_validate({}))
     quota: QuotaSettings = Field(default_factory=lambda: QuotaSettings.model_validate({}))
     media: MediaSettings = Field(default_factory=lambda: MediaSettings.model_validate({}))
+    batches: BatchSettings = Field(default_factory=lambda: BatchSettings.model_validate({}))
     telemetry: TelemetrySettings = Field(
         default_factory=lambda: TelemetrySettings.model_validate({})
     )

@@ -1,6 +1,6 @@
 """Quota enforcement in Redis: each admission, renewal and settlement is one Lua call.
 
-The scripts (admit.lua, renew.lua, settle.lua beside this module) run atomically
+The scripts (admit.lua, renew.lua, settle.lua, charge.lua beside this module) run atomically
 on Redis's clock (``TIME``), so every gateway replica sees the same windows and
 no two admissions can both take the last slot. redis-py's ``register_script``
 sends them with ``EVALSHA`` and loads them again after a Redis restart.
@@ -11,12 +11,16 @@ Every call is bounded by ``QuotaSettings.timeout``. When Redis is slow or down,
 ``renew``, ``settle`` and ``release`` never raise for an unreachable Redis: the
 response is already under way, the lease expires on its own, and an unsettled
 reservation only over-counts (it stays at the reserved estimate).
+
+``charge`` is the path of work admitted elsewhere (batch jobs): it adds tokens already
+spent to the key's tokens-per-day window and says what is left of the day.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass
 from importlib import resources
 
 from redis.asyncio import Redis
@@ -43,6 +47,19 @@ def _limit(value: int | None) -> int:
     return -1 if value is None else value
 
 
+@dataclass(frozen=True, slots=True)
+class DayCharge:
+    """A scope's tokens-per-day window after a charge (``remaining`` None: unlimited)."""
+
+    used: int
+    remaining: int | None
+    reset: float
+
+    @property
+    def exhausted(self) -> bool:
+        return self.remaining is not None and self.remaining <= 0
+
+
 class RedisQuotaGate:
     """Requests, tokens and concurrency per key, held exactly across replicas; a ``QuotaGate``."""
 
@@ -52,6 +69,7 @@ class RedisQuotaGate:
         self._admit = redis.register_script(load_script("admit.lua"))
         self._renew = redis.register_script(load_script("renew.lua"))
         self._settle = redis.register_script(load_script("settle.lua"))
+        self._charge = redis.register_script(load_script("charge.lua"))
         self._reachable = True
 
     def _keys(self, scope: str) -> ScopeKeys:
@@ -142,6 +160,24 @@ class RedisQuotaGate:
             logger.warning("could not settle an admission of %s", admission.key_id)
             return
         self._note(True)
+
+    async def charge(self, key: ApiKey, model: str, tokens: int) -> DayCharge:
+        """Add ``tokens`` spent on ``model`` to the key's day (0 only reads it), atomically.
+
+        Raises ``QuotaBackendUnavailable`` when Redis does not answer: the caller decides
+        whether the work may go on uncharged.
+        """
+        scope, limits = scope_for(key, model)
+        args = [max(0, int(tokens)), _limit(limits.tokens_per_day), _us(self._settings.day_seconds)]
+        keys = self._keys(scope).charge
+        try:
+            reply = await bounded(self._charge(keys=keys, args=args), self._settings.timeout)
+        except BACKEND_ERRORS as exc:
+            self._note(False, exc)
+            raise QuotaBackendUnavailable("The quota backend is unavailable.") from exc
+        self._note(True)
+        used, remaining, reset_us = (int(v) for v in reply)
+        return DayCharge(used, None if remaining < 0 else remaining, reset_us / 1_000_000)
 
     async def healthy(self) -> bool:
         """Whether Redis answers a PING within the timeout."""

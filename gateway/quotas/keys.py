@@ -42,6 +42,11 @@ class ScopeKeys:
         return [self._key(n) for n in ("leases", "tpm", "tpm_amt", "tpm_sum", "tpd", "pending")]
 
     @property
+    def charge(self) -> list[str]:
+        """KEYS of charge.lua."""
+        return [self._key("tpd")]
+
+    @property
     def renew(self) -> list[str]:
         """KEYS of renew.lua."""
         return [self._key("leases")]

@@ -1,0 +1,236 @@
+"""One batch job run by the gateway: validate, run (or resume) on the engine, finalize.
+
+``run_job`` takes a batch from wherever it stands::
+
+    validating -> in_progress -> finalizing -> completed
+    validating | in_progress | finalizing -> failed   (input gone, key revoked, engine
+                                                       error, the key's day of tokens spent)
+    validating | in_progress -> cancelling -> cancelled
+
+The run itself is ``batch.runner.run_batch`` in a worker thread with the journal
+``jobs/<batch id>.jsonl``: a job that resumes (after a restart, or on another replica)
+skips every line its journal already answers. Between blocks ``BlockControl`` charges the
+tokens to the owner's day, publishes the counts, and ends the run when the batch is
+cancelled, the day's tokens are spent, or this runner must stop (shutdown or lost lease;
+the job is then left as it is for the next runner). Finalizing splits the journal into
+the output and error files, which belong to the batch's owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import anyio
+from anyio import from_thread
+
+from batch.engine import BatchEngine, EngineResult
+from batch.requests import RequestPlanner
+from batch.runner import Progress, read_lines, run_batch
+from gateway.batches.files import FileStorage
+from gateway.batches.finalize import Finalizer, now
+from gateway.batches.guard import GuardedEngine, JobCancelled, JobInterrupted, tokens_of
+from gateway.batches.objects import ACTIVE, BatchRecord, Counts, counts_fields
+from gateway.batches.store import BatchStore
+from gateway.batches.tally import JournalTally
+from gateway.errors import NotFound, QuotaExhausted, ServiceUnavailable
+from gateway.quotas.gate import DayCharge
+from gateway.quotas.protocol import ApiKey
+
+log = logging.getLogger(__name__)
+
+EngineFactory = Callable[[], BatchEngine]
+
+
+class TokenCharger(Protocol):
+    async def charge(self, key: ApiKey, model: str, tokens: int) -> DayCharge:
+        """Add spent tokens to the key's day (0 only reads it); see ``RedisQuotaGate``."""
+        ...
+
+
+class KeyLookup(Protocol):
+    async def get(self, key_id: str) -> ApiKey:
+        """The key with this id, revoked ones too (``NotFound`` otherwise)."""
+        ...
+
+
+@dataclass
+class JobContext:
+    """What every job of one gateway process shares."""
+
+    store: BatchStore
+    storage: FileStorage
+    keys: KeyLookup
+    charger: TokenCharger
+    engines: EngineFactory
+    planner_for: Callable[[ApiKey, str], RequestPlanner]
+    finalizer: Finalizer
+    limiter: anyio.CapacityLimiter
+    stopping: threading.Event
+
+
+class BlockControl:
+    """The ``JobControl`` of one run: its calls cross from the job's thread to the loop."""
+
+    def __init__(self, ctx: JobContext, batch_id: str, key: ApiKey, lost: threading.Event) -> None:
+        self.ctx = ctx
+        self.batch_id = batch_id
+        self.key = key
+        self.lost = lost
+
+    async def _check(self, day: DayCharge) -> None:
+        if self.ctx.stopping.is_set() or self.lost.is_set():
+            raise JobInterrupted(self.batch_id)
+        record = await self.ctx.store.get_batch(self.batch_id)
+        if record is None or record.status == "cancelling":
+            raise JobCancelled(self.batch_id)
+        if day.exhausted:
+            raise QuotaExhausted(
+                "The API key's tokens per day are spent; the batch stopped.",
+                retry_after=day.reset,
+            )
+
+    async def _before(self, variant: str) -> None:
+        await self._check(await self.ctx.charger.charge(self.key, variant, 0))
+
+    async def _after(self, variant: str, block: Sequence[EngineResult], more: bool) -> None:
+        day = await self.ctx.charger.charge(self.key, variant, tokens_of(block))
+        if more:
+            await self._check(day)
+
+    def before(self, variant: str) -> None:
+        from_thread.run(self._before, variant)
+
+    def after(self, variant: str, block: Sequence[EngineResult], more: bool) -> None:
+        from_thread.run(self._after, variant, block, more)
+
+
+class StoreProgress(Progress):
+    """Publishes the journal's counts to the batch record after every block."""
+
+    def __init__(self, store: BatchStore, batch_id: str, tally: JournalTally) -> None:
+        self.store = store
+        self.batch_id = batch_id
+        self.tally = tally
+
+    def start(self, total: int, initial: int) -> None:
+        self.tally.restart()
+        self.advance(initial, 0)
+
+    def advance(self, lines: int, tokens: int) -> None:
+        from_thread.run(self.store.set_counts, self.batch_id, self.tally.update())
+
+
+def count_requests(path: Path) -> int:
+    return sum(1 for _ in read_lines(path))
+
+
+async def _owner(ctx: JobContext, record: BatchRecord) -> ApiKey | None:
+    try:
+        key: ApiKey | None = await ctx.keys.get(record.owner)
+    except NotFound:
+        key = None
+    if key is None or key.revoked:
+        await ctx.finalizer.fail(
+            record, "invalid_api_key", "The API key that created this batch was revoked."
+        )
+        return None
+    return key
+
+
+async def _start(ctx: JobContext, record: BatchRecord) -> BatchRecord | None:
+    """Validate a batch about to run; the record in progress, or None when it cannot run."""
+    source = ctx.storage.path(record.input_file_id)
+    if not source.exists():
+        await ctx.finalizer.fail(
+            record, "file_not_found", f"The input file {record.input_file_id} is gone."
+        )
+        return None
+    if record.status != "validating":
+        return record
+    total = await anyio.to_thread.run_sync(count_requests, source)
+    fields = {"in_progress_at": now(), **counts_fields(Counts(total=total))}
+    if await ctx.store.transition(record.id, "in_progress", ["validating"], fields) != "validating":
+        return None  # cancelled meanwhile: the next look finalizes it
+    return await ctx.store.get_batch(record.id)
+
+
+def _run(
+    ctx: JobContext, record: BatchRecord, planner: RequestPlanner, control: BlockControl
+) -> None:
+    journal = ctx.storage.journal(record.id)
+    tally = JournalTally(journal, record.counts.total)
+    run_batch(
+        ctx.storage.path(record.input_file_id),
+        journal,
+        planner=planner,
+        engine_factory=lambda: GuardedEngine(ctx.engines(), control),
+        progress=StoreProgress(ctx.store, record.id, tally),
+    )
+
+
+async def _after_run(ctx: JobContext, record: BatchRecord) -> None:
+    before = await ctx.store.transition(
+        record.id, "finalizing", ["in_progress"], {"finalizing_at": now()}
+    )
+    if before == "in_progress":
+        await ctx.finalizer.finalize(record, "completed", allowed=["finalizing"])
+    elif before == "cancelling":
+        await ctx.finalizer.finalize(record, "cancelled", allowed=["cancelling"])
+
+
+async def run_job(
+    ctx: JobContext, batch_id: str, lost: threading.Event, thread_done: threading.Event
+) -> None:
+    """Take one batch (whose lease the caller holds) as far as it goes."""
+    record = await ctx.store.get_batch(batch_id)
+    if record is None or record.status not in ACTIVE:
+        return
+    if record.status in ("cancelling", "finalizing"):
+        final = "cancelled" if record.status == "cancelling" else "completed"
+        await ctx.finalizer.finalize(record, final, allowed=[record.status])
+        return
+    key = await _owner(ctx, record)
+    started = await _start(ctx, record) if key is not None else None
+    if key is None or started is None:
+        return
+    control = BlockControl(ctx, batch_id, key, lost)
+    planner = ctx.planner_for(key, started.endpoint)
+    await _run_thread(ctx, started, planner, control, thread_done)
+
+
+async def _run_thread(
+    ctx: JobContext,
+    record: BatchRecord,
+    planner: RequestPlanner,
+    control: BlockControl,
+    thread_done: threading.Event,
+) -> None:
+    def work() -> None:
+        try:
+            _run(ctx, record, planner, control)
+        finally:
+            thread_done.set()
+
+    thread_done.clear()
+    try:
+        await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=ctx.limiter)
+    except JobCancelled:
+        await ctx.finalizer.finalize(record, "cancelled", allowed=["cancelling"])
+    except JobInterrupted:
+        log.info("batch %s interrupted; it resumes with its next runner", record.id)
+    except ServiceUnavailable as exc:
+        log.warning("batch %s paused: %s", record.id, exc.message)
+    except QuotaExhausted as exc:
+        await ctx.finalizer.fail(record, "insufficient_quota", exc.message)
+    except Exception as exc:
+        log.exception("batch %s failed", record.id)
+        await ctx.finalizer.fail(
+            record, "engine_error", f"The batch failed: {type(exc).__name__}: {exc}"
+        )
+    else:
+        await _after_run(ctx, record)

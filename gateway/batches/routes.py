@@ -1,0 +1,131 @@
+"""OpenAI's Files and Batch API routes (``Authorization: Bearer <key>``)::
+
+    POST   /v1/files                 upload (multipart: file, purpose=batch)
+    GET    /v1/files                 list (purpose, limit, after, order)
+    GET    /v1/files/{id}            retrieve
+    GET    /v1/files/{id}/content    download
+    DELETE /v1/files/{id}            delete
+    POST   /v1/batches               create (input_file_id, endpoint, completion_window)
+    GET    /v1/batches               list (limit, after), newest first
+    GET    /v1/batches/{id}          retrieve
+    POST   /v1/batches/{id}/cancel   cancel
+
+When the gateway runs without the Redis key store (quotas off) or with
+``GATEWAY_BATCHES__ENABLED=false``, every route answers 404 ``batch_api_disabled``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse
+
+from gateway.auth import authenticate
+from gateway.batches.objects import BatchRecord, FileRecord
+from gateway.batches.service import BatchService, CreateBatch
+from gateway.errors import NotFound
+from gateway.quotas.protocol import ApiKey
+
+UPLOADS = "/v1/files"
+router = APIRouter(tags=["batches"])
+
+
+def _service(request: Request) -> BatchService:
+    service: BatchService | None = getattr(request.app.state, "batches", None)
+    if service is None:
+        raise NotFound("The Batch API is not enabled on this gateway.", code="batch_api_disabled")
+    return service
+
+
+async def _key(request: Request, service: Annotated[BatchService, Depends(_service)]) -> ApiKey:
+    return await authenticate(request, service.keys)
+
+
+Service = Annotated[BatchService, Depends(_service)]
+Key = Annotated[ApiKey, Depends(_key)]
+
+
+def _page(items: list[dict[str, Any]], more: bool) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": items,
+        "first_id": items[0]["id"] if items else None,
+        "last_id": items[-1]["id"] if items else None,
+        "has_more": more,
+    }
+
+
+def _files(records: list[FileRecord], more: bool) -> dict[str, Any]:
+    return _page([r.to_openai() for r in records], more)
+
+
+def _batches(records: list[BatchRecord], more: bool) -> dict[str, Any]:
+    return _page([r.to_openai() for r in records], more)
+
+
+@router.post(UPLOADS)
+async def upload_file(request: Request, service: Service, key: Key) -> dict[str, Any]:
+    return (await service.upload(request, key)).to_openai()
+
+
+@router.get("/v1/files")
+async def list_files(
+    service: Service,
+    key: Key,
+    purpose: str | None = None,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
+    order: Literal["asc", "desc"] = "desc",
+) -> dict[str, Any]:
+    found = await service.files(key, purpose=purpose, after=after, limit=limit, order=order)
+    return _files(*found)
+
+
+@router.get("/v1/files/{file_id}")
+async def retrieve_file(file_id: str, service: Service, key: Key) -> dict[str, Any]:
+    return (await service.file(key, file_id)).to_openai()
+
+
+@router.get("/v1/files/{file_id}/content")
+async def file_content(file_id: str, service: Service, key: Key) -> FileResponse:
+    record = await service.file(key, file_id)
+    path = service.storage.path(record.id)
+    if not path.exists():
+        raise NotFound(f"The content of {file_id} is gone.", param="file_id")
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        filename=record.filename,
+    )
+
+
+@router.delete("/v1/files/{file_id}")
+async def delete_file(file_id: str, service: Service, key: Key) -> dict[str, Any]:
+    record = await service.delete_file(key, file_id)
+    return {"id": record.id, "object": "file", "deleted": True}
+
+
+@router.post("/v1/batches")
+async def create_batch(body: CreateBatch, service: Service, key: Key) -> dict[str, Any]:
+    return (await service.create(key, body)).to_openai()
+
+
+@router.get("/v1/batches")
+async def list_batches(
+    service: Service,
+    key: Key,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    return _batches(*await service.batches(key, after=after, limit=limit))
+
+
+@router.get("/v1/batches/{batch_id}")
+async def retrieve_batch(batch_id: str, service: Service, key: Key) -> dict[str, Any]:
+    return (await service.batch(key, batch_id)).to_openai()
+
+
+@router.post("/v1/batches/{batch_id}/cancel")
+async def cancel_batch(batch_id: str, service: Service, key: Key) -> dict[str, Any]:
+    return (await service.cancel(key, batch_id)).to_openai()

@@ -1,0 +1,62 @@
+"""Settings of the Batch API (``GATEWAY_BATCHES__*``): where files live, limits, the job runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+MIB = 1024 * 1024
+
+
+def default_files_dir() -> Path:
+    """``$GEMMA_SERVING_HOME/gateway-files`` (by default ``~/.cache/gemma-serving/...``)."""
+    from serving.models.store import gemma_home
+
+    return gemma_home() / "gateway-files"
+
+
+class BatchSettings(BaseModel):
+    """The Batch API (``/v1/files``, ``/v1/batches``); nested in the gateway's settings.
+
+    Metadata lives in the quota Redis under the quota ``key_prefix``; file bytes and the
+    journals of running jobs in ``files_dir``, which every gateway replica must share.
+    Jobs run on the engine deployments of the Serve application ``serve_app`` of the Ray
+    cluster at ``ray_address``.
+    """
+
+    enabled: bool = Field(
+        default=True, description="Serve /v1/files and /v1/batches (needs the Redis key store)."
+    )
+    files_dir: Path = Field(
+        default_factory=default_files_dir,
+        description="Directory of uploaded files, output files and job journals.",
+    )
+    max_file_bytes: int = Field(
+        default=200 * MIB, ge=1, description="Largest upload (413 above it)."
+    )
+    max_lines: int = Field(default=50_000, ge=1, description="Most requests in one batch file.")
+    max_concurrent_jobs: int = Field(
+        default=1, ge=1, description="Jobs one gateway process runs at a time (others wait)."
+    )
+    lease_ttl: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a job's lease outlives its runner: after a crash, another "
+        "replica (or the restarted one) resumes the job this long after the last renewal.",
+    )
+    poll_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between looks for batches waiting to run."
+    )
+    shutdown_grace: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds a shutdown waits for running jobs to stop at a block boundary.",
+    )
+    serve_app: str = Field(
+        default="gemma", description="Serve application whose engines run the jobs."
+    )
+    ray_address: str = Field(
+        default="auto", description="Ray cluster to connect to (ray.init address)."
+    )
+    block_size: int = Field(default=16, ge=1, description="Requests per Ray Data batch.")

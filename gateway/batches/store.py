@@ -1,0 +1,188 @@
+"""File and batch metadata in Redis, and the leases that give each running job one runner.
+
+Layout (under the quota ``key_prefix``, one hash tag so a Redis Cluster keeps it on
+one slot and the scripts stay legal)::
+
+    {prefix}{batches}:file:<id>              STRING  the file's JSON record
+    {prefix}{batches}:files:<owner>          ZSET    file id -> time filed (all purposes)
+    {prefix}{batches}:files:<owner>:<purpose> ZSET   the same, one purpose
+    {prefix}{batches}:batch:<id>             HASH    the batch (``BatchRecord.to_hash``)
+    {prefix}{batches}:batches:<owner>        ZSET    batch id -> time created
+    {prefix}{batches}:active                 ZSET    unfinished batch id -> time created
+    {prefix}{batches}:lease:<id>             STRING  the runner holding the job (expires)
+
+Status changes go through ``transition.lua``: a change happens only from the statuses
+the caller allows, so a cancel and a runner finishing the job cannot both win. A lease
+is taken with ``SET NX PX`` and renewed or released only by its holder's token; a
+runner that dies stops renewing, and its job is free again ``lease_ttl`` later.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Iterable, Mapping
+from importlib import resources
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+
+from gateway.batches.objects import TERMINAL, BatchRecord, Counts, FileRecord, counts_fields
+from gateway.errors import ServiceUnavailable
+from gateway.quotas.client import BACKEND_ERRORS, bounded
+
+T = TypeVar("T")
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class BatchStoreUnavailable(ServiceUnavailable):
+    """Redis, which holds the batch metadata, is down or slow."""
+
+    default_code = "batch_store_unavailable"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class BatchStore:
+    """Files, batches and job leases of every gateway replica, in one Redis."""
+
+    def __init__(self, redis: Redis, *, prefix: str, timeout: float) -> None:
+        self._redis = redis
+        self._timeout = timeout
+        self._base = f"{prefix}{{batches}}:"
+        script = resources.files("gateway.batches").joinpath("transition.lua").read_text()
+        self._transition = redis.register_script(script)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+
+    def _key(self, *parts: str) -> str:
+        return self._base + ":".join(parts)
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        try:
+            return await bounded(call, self._timeout)
+        except BACKEND_ERRORS as exc:
+            raise BatchStoreUnavailable("The batch store is unavailable.") from exc
+
+    async def _page(
+        self, index: str, *, after: str | None, limit: int, descending: bool = True
+    ) -> tuple[list[str], bool]:
+        """Ids of one page of an index (newest first unless ascending), and whether more follow."""
+        start = 0
+        if after:
+            rank = self._redis.zrevrank if descending else self._redis.zrank
+            found: Any = await self._call(rank(index, after))
+            if found is None:
+                return [], False
+            start = int(found) + 1
+        span = self._redis.zrevrange if descending else self._redis.zrange
+        ids = [_text(i) for i in await self._call(span(index, start, start + limit))]
+        return ids[:limit], len(ids) > limit
+
+    # files
+
+    async def put_file(self, record: FileRecord) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._key("file", record.id), record.dumps())
+            for index in self._file_indexes(record):
+                pipe.zadd(index, {record.id: time.time()}, nx=True)
+            await self._call(pipe.execute())
+
+    def _file_indexes(self, record: FileRecord) -> tuple[str, str]:
+        owned = self._key("files", record.owner)
+        return owned, f"{owned}:{record.purpose}"
+
+    async def get_file(self, file_id: str) -> FileRecord | None:
+        raw = await self._call(self._redis.get(self._key("file", file_id)))
+        return None if raw is None else FileRecord.loads(raw)
+
+    async def delete_file(self, record: FileRecord) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._key("file", record.id))
+            for index in self._file_indexes(record):
+                pipe.zrem(index, record.id)
+            await self._call(pipe.execute())
+
+    async def list_files(
+        self, owner: str, *, purpose: str | None, after: str | None, limit: int, descending: bool
+    ) -> tuple[list[FileRecord], bool]:
+        index = self._key("files", owner) + (f":{purpose}" if purpose else "")
+        ids, more = await self._page(index, after=after, limit=limit, descending=descending)
+        raws = (
+            await self._call(self._redis.mget([self._key("file", i) for i in ids])) if ids else []
+        )
+        return [FileRecord.loads(r) for r in raws if r is not None], more
+
+    # batches
+
+    async def create_batch(self, record: BatchRecord) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            fields: Any = record.to_hash()
+            pipe.hset(self._key("batch", record.id), mapping=fields)
+            pipe.zadd(self._key("batches", record.owner), {record.id: time.time()})
+            pipe.zadd(self._key("active"), {record.id: time.time()})
+            await self._call(pipe.execute())
+
+    async def get_batch(self, batch_id: str) -> BatchRecord | None:
+        data: Any = await self._call(self._redis.hgetall(self._key("batch", batch_id)))
+        return BatchRecord.from_hash(data) if data else None
+
+    async def list_batches(
+        self, owner: str, *, after: str | None, limit: int
+    ) -> tuple[list[BatchRecord], bool]:
+        ids, more = await self._page(self._key("batches", owner), after=after, limit=limit)
+        found = [await self.get_batch(i) for i in ids]
+        return [b for b in found if b is not None], more
+
+    async def active_ids(self) -> list[str]:
+        """Unfinished batches, oldest first."""
+        return [_text(i) for i in await self._call(self._redis.zrange(self._key("active"), 0, -1))]
+
+    async def transition(
+        self,
+        batch_id: str,
+        status: str,
+        allowed: Iterable[str],
+        fields: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """Set ``status`` (and ``fields``) if the batch is in an ``allowed`` status.
+
+        Returns the status before the call: the change happened iff it is in ``allowed``.
+        """
+        pairs = [str(v) for item in (fields or {}).items() for v in item]
+        args = [batch_id, status, " ".join(allowed), "1" if status in TERMINAL else "0", *pairs]
+        keys = [self._key("batch", batch_id), self._key("active")]
+        before = await self._call(self._transition(keys=keys, args=args))
+        return None if before is None else _text(before)
+
+    async def set_counts(self, batch_id: str, counts: Counts) -> None:
+        fields: Any = counts_fields(counts)
+        await self._call(self._redis.hset(self._key("batch", batch_id), mapping=fields))
+
+    # leases
+
+    async def claim(self, batch_id: str, token: str, ttl: float) -> bool:
+        name = self._key("lease", batch_id)
+        return bool(await self._call(self._redis.set(name, token, nx=True, px=_ms(ttl))))
+
+    async def renew(self, batch_id: str, token: str, ttl: float) -> bool:
+        keys = [self._key("lease", batch_id)]
+        return bool(await self._call(self._renew(keys=keys, args=[token, _ms(ttl)])))
+
+    async def release(self, batch_id: str, token: str) -> None:
+        await self._call(self._release(keys=[self._key("lease", batch_id)], args=[token]))
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
