@@ -6,6 +6,13 @@ builds exactly the ``LLMConfig``s this machine would, from the data exported her
 than from whatever catalog file its image carries, and source paths (``local:``,
 ``fixture:``) resolve on the cluster's own nodes. Fully expanded ``build_openai_app``
 args would freeze this machine's paths and duplicate the builder's logic in YAML.
+
+With a traces endpoint (``gemma-serving serve-config`` takes it from the standard
+``OTEL_EXPORTER_OTLP_*`` variables) the config also turns on tracing: Ray Serve's
+``tracing_config``, the OTLP variables in the application's ``runtime_env`` (the replicas
+export with them) and the endpoint in the builder's args (the engines' spans). Ray Serve's
+HTTP proxies read their tracing switches from their own environment only, so the Ray
+containers need ``serving.tracing.tracing_env``'s variables as well.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from typing import Any
 import yaml
 
 from serving.catalog import Catalog, to_data
+from serving.tracing import serve_tracing_config, tracing_env
 
 BUILDER_IMPORT_PATH = "serving.app:build_app"
 APP_NAME = "gemma"
@@ -28,20 +36,27 @@ def serve_config(
     route_prefix: str = "/",
     host: str = "0.0.0.0",
     port: int = 8000,
+    traces_endpoint: str | None = None,
 ) -> dict[str, Any]:
-    """A Serve config file (``serve deploy`` / ``serveConfigV2`` schema) for ``profile``."""
-    return {
+    """A Serve config file (``serve deploy`` / ``serveConfigV2`` schema) for ``profile``.
+
+    ``traces_endpoint`` (an OTLP/HTTP ``.../v1/traces`` URL) turns tracing on.
+    """
+    application: dict[str, Any] = {
+        "name": app_name,
+        "route_prefix": route_prefix,
+        "import_path": BUILDER_IMPORT_PATH,
+        "args": {"profile": profile, "catalog": to_data(catalog.subset(profile))},
+    }
+    config: dict[str, Any] = {
         "proxy_location": "EveryNode",
         "http_options": {"host": host, "port": port},
-        "applications": [
-            {
-                "name": app_name,
-                "route_prefix": route_prefix,
-                "import_path": BUILDER_IMPORT_PATH,
-                "args": {"profile": profile, "catalog": to_data(catalog.subset(profile))},
-            }
-        ],
     }
+    if traces_endpoint is not None:
+        application["args"]["otlp_traces_endpoint"] = traces_endpoint
+        application["runtime_env"] = {"env_vars": tracing_env(traces_endpoint)}
+        config["tracing_config"] = serve_tracing_config(traces_endpoint)
+    return {**config, "applications": [application]}
 
 
 def serve_config_yaml(catalog: Catalog, profile: str, **options: Any) -> str:

@@ -5,7 +5,10 @@ A request's trace continues the gateway's ``traceparent`` through three layers:
 * Ray Serve's own tracing (``serve.start(tracing_config=...)``): the proxy honours the
   incoming ``traceparent``; the proxy, handle routing and each replica call get spans,
   linked across processes. ``span_processors`` is its exporter: OTLP/HTTP to the
-  standard ``OTEL_EXPORTER_OTLP_*`` endpoint every Ray worker inherits.
+  standard ``OTEL_EXPORTER_OTLP_*`` endpoint every Ray worker inherits. Ray Serve 2.60
+  hands ``tracing_config`` to its replicas but not to its HTTP proxies, which read the
+  ``RAY_SERVE_TRACING_*`` variables instead (``tracing_env`` sets them): without them the
+  proxy ignores the ``traceparent`` and every request's replica spans start a new trace.
 * ``GemmaLLMServer`` (``serving.server``) wraps each chat/completion call in a GenAI span
   (``gen_ai.request.model``, ``gen_ai.usage.input_tokens``/``output_tokens``) and points the
   request's ``traceparent`` header, which Ray Serve LLM hands to vLLM as the raw request's
@@ -39,12 +42,18 @@ def traces_endpoint(environ: Mapping[str, str] | None = None) -> str | None:
     return f"{base.rstrip('/')}{TRACES_PATH}" if base else None
 
 
-def tracing_env(endpoint: str) -> dict[str, str]:
-    """Environment of a replica whose spans (Ray's, ours, vLLM's) go to ``endpoint``."""
+def tracing_env(endpoint: str, sampling_ratio: float = 1.0) -> dict[str, str]:
+    """Environment of Ray's processes whose spans (Ray's, ours, vLLM's) go to ``endpoint``.
+
+    The ``RAY_SERVE_TRACING_*`` pair is how Ray Serve's proxies learn the exporter and
+    the sampling ratio of ``serve_tracing_config`` (they never receive the config itself).
+    """
     return {
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint,
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
         "OTEL_SERVICE_NAME": os.environ.get("OTEL_SERVICE_NAME", SERVICE_NAME),
+        "RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH": EXPORTER_PATH,
+        "RAY_SERVE_TRACING_SAMPLING_RATIO": str(sampling_ratio),
     }
 
 

@@ -77,10 +77,17 @@ def serve_config_command(
     port: Annotated[int, typer.Option(help="Serve proxy port.")] = 8000,
     catalog: CatalogOption = None,
 ) -> None:
-    """Print the Ray Serve config of a profile (YAML for KubeRay's serveConfigV2)."""
-    from serving.config_export import serve_config_yaml
+    """Print the Ray Serve config of a profile (YAML for KubeRay's serveConfigV2).
 
-    text = serve_config_yaml(_load(catalog, profile), profile, host=host, port=port)
+    With ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) set, the config
+    turns on Ray Serve's and the engines' tracing, exporting there.
+    """
+    from serving.config_export import serve_config_yaml
+    from serving.tracing import traces_endpoint
+
+    text = serve_config_yaml(
+        _load(catalog, profile), profile, host=host, port=port, traces_endpoint=traces_endpoint()
+    )
     if output is None:
         typer.echo(text, nl=False)
         return

@@ -155,4 +155,15 @@ def test_otel_endpoint_reaches_gateway_and_ray_containers() -> None:
         env = chart.env_of(template["spec"]["containers"][0])
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == endpoint, origin
         services.add(env["OTEL_SERVICE_NAME"]["value"])
+        if env["OTEL_SERVICE_NAME"]["value"] == "gemma-ray-serve":
+            # Ray Serve's proxy traces only through these (serving.tracing.tracing_env).
+            exporter = env["RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH"]["value"]
+            assert exporter == "serving.tracing:span_processors", origin
+            assert float(env["RAY_SERVE_TRACING_SAMPLING_RATIO"]["value"]) > 0
     assert services == {"gemma-gateway", "gemma-ray-serve"}
+
+
+def test_ray_serve_tracing_is_off_without_an_endpoint() -> None:
+    for origin, template in chart.pod_templates(chart.render({})):
+        env = chart.env_of(template["spec"]["containers"][0])
+        assert "RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH" not in env, origin

@@ -32,6 +32,15 @@ Ray pod fragments shared by the head and the worker groups of the RayService.
       key: {{ $s.huggingface.tokenSecret.key }}
 {{- end }}
 {{ include "gemma-serving.otelEnv" (dict "ctx" . "service" "gemma-ray-serve") }}
+{{- with .Values.observability.otel }}
+{{- if .endpoint }}
+{{- /* Ray Serve's own tracing (proxy, replicas) reads these; the proxy reads nothing else. */}}
+- name: RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH
+  value: "serving.tracing:span_processors"
+- name: RAY_SERVE_TRACING_SAMPLING_RATIO
+  value: {{ .samplingRatio | quote }}
+{{- end }}
+{{- end }}
 {{- with $s.extraEnv }}
 {{ toYaml . }}
 {{- end }}

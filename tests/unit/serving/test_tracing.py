@@ -1,16 +1,27 @@
-"""Tracing switches of the Serve application: endpoint, engine args, trace headers, usage."""
+"""Tracing switches of the Serve application and of its exported Serve config."""
 
 from __future__ import annotations
 
 import json
 
+import typer
+import yaml
 from opentelemetry.sdk.trace import TracerProvider
+from typer.testing import CliRunner
 
+from gemma_serving.commands import serving as serving_commands
 from serving.app import AppArgs, serving_args
+from serving.catalog import load_catalog
+from serving.config_export import serve_config
 from serving.genai_span import usage_of, with_trace_context
-from serving.tracing import serve_tracing_config, traces_endpoint
+from serving.tracing import serve_tracing_config, traces_endpoint, tracing_env
 
 URL = "http://collector:4318/v1/traces"
+OTEL_VARIABLES = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_TRACES_EXPORTER",
+)
 
 
 def test_the_endpoint_follows_the_standard_variables() -> None:
@@ -56,3 +67,39 @@ def test_usage_is_read_from_responses_and_stream_batches() -> None:
     ]
     assert usage_of(batch) == usage
     assert usage_of(["data: [DONE]\n\n"]) is None
+
+
+def test_ray_serve_proxies_get_the_tracing_switches_from_the_environment() -> None:
+    env = tracing_env(URL, sampling_ratio=0.5)
+    assert env["RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH"] == "serving.tracing:span_processors"
+    assert env["RAY_SERVE_TRACING_SAMPLING_RATIO"] == "0.5"
+    assert env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == URL
+
+
+def test_serve_config_turns_tracing_on_only_with_an_endpoint() -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    catalog = load_catalog()
+    assert "tracing_config" not in serve_config(catalog, "cpu-text")
+    config = serve_config(catalog, "cpu-text", traces_endpoint=URL)
+    schema = ServeDeploySchema.model_validate(config)
+    assert schema.tracing_config is not None
+    assert schema.tracing_config.enabled
+    assert schema.tracing_config.exporter_import_path == "serving.tracing:span_processors"
+    [app] = config["applications"]
+    assert app["runtime_env"]["env_vars"] == tracing_env(URL)
+    built = serving_args(AppArgs.model_validate(app["args"]))
+    assert built["llm_configs"][0]["engine_kwargs"]["otlp_traces_endpoint"] == URL
+
+
+def test_the_serve_config_command_reads_the_standard_variables() -> None:
+    app = typer.Typer()
+    serving_commands.register(app)
+    command = ["serve-config", "--profile", "cpu-text"]
+    unset: dict[str, str | None] = {v: None for v in OTEL_VARIABLES}
+    plain = yaml.safe_load(CliRunner().invoke(app, command, env=unset).output)
+    assert "tracing_config" not in plain
+    env = {**unset, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
+    traced = yaml.safe_load(CliRunner().invoke(app, command, env=env).output)
+    assert traced["tracing_config"]["enabled"] is True
+    assert traced["applications"][0]["args"]["otlp_traces_endpoint"] == URL
