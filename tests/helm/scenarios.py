@@ -6,7 +6,7 @@ from typing import Any
 
 EVERYTHING_ON: dict[str, Any] = {
     "imagePullSecrets": ["registry-credentials"],
-    "gateway": {"routing": {"defaultModel": "gemma-3-4b-it"}},
+    "gateway": {"routing": {"fallbackNamedModels": True}, "batchApi": {"enabled": True}},
     "serving": {"huggingface": {"tokenSecret": {"name": "hf-token"}}},
     "redis": {"auth": {"existingSecret": "redis-auth"}},
     "observability": {

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import helm_python
 import pytest
 import yaml
+from pydantic import BaseModel
 
+from gateway.settings import GatewaySettings
 from tests.helm import chart
 from tests.helm.scenarios import EVERYTHING_ON
 
@@ -36,7 +39,7 @@ def test_termination_grace_outlasts_the_longest_stream() -> None:
     )
     assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 960
     env = chart.env_of(container)
-    assert env["GATEWAY_UPSTREAM_READ_TIMEOUT_S"]["value"] == "900"
+    assert env["GATEWAY_UPSTREAM_READ_TIMEOUT"]["value"] == "900"
     assert env["UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN"]["value"] == "900"
     assert env["UVICORN_PORT"]["value"] == "8080"
 
@@ -71,21 +74,63 @@ def test_admin_secret_name_is_required() -> None:
 def test_config_from_values_reaches_the_environment() -> None:
     values = {
         "gateway": {
-            "limits": {"requestsPerMinute": 120, "tokensPerMinute": 5000},
-            "routing": {"defaultModel": "gemma-3-4b-it", "fallbackEnabled": False},
+            "limits": {"maxRequestBytes": 1000},
+            "routing": {"fallbackNamedModels": True},
+            "batchApi": {"enabled": True},
+            "logLevel": "debug",
             "extraEnv": [{"name": "GATEWAY_EXTRA", "value": "1"}],
         },
         "observability": {"otel": {"endpoint": "http://collector:4318", "samplingRatio": 0.5}},
     }
     env = chart.env_of(_gateway(values)[1])
-    assert env["GATEWAY_DEFAULT_RPM"]["value"] == "120"
-    assert env["GATEWAY_DEFAULT_TPM"]["value"] == "5000"
-    assert env["GATEWAY_DEFAULT_MODEL"]["value"] == "gemma-3-4b-it"
-    assert env["GATEWAY_FALLBACK_ENABLED"]["value"] == "false"
+    assert env["GATEWAY_LIMITS__MAX_BODY_BYTES"]["value"] == "1000"
+    assert env["GATEWAY_FALLBACK_NAMED_MODELS"]["value"] == "true"
+    assert env["GATEWAY_BATCHES__ENABLED"]["value"] == "true"
+    assert env["UVICORN_LOG_LEVEL"]["value"] == "debug"
     assert env["GATEWAY_EXTRA"]["value"] == "1"
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://collector:4318"
     assert env["OTEL_TRACES_SAMPLER_ARG"]["value"] == "0.5"
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in chart.env_of(_gateway()[1])
+
+
+def _settings_names(model: type[BaseModel], prefix: str = "GATEWAY_") -> set[str]:
+    """Every environment variable the gateway's settings read (nested with ``__``)."""
+    names = set()
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names |= _settings_names(annotation, f"{prefix}{name.upper()}__")
+        else:
+            names.add(f"{prefix}{name.upper()}")
+    return names
+
+
+@pytest.mark.parametrize("values", [None, EVERYTHING_ON], ids=["default", "everything-on"])
+def test_the_gateway_reads_every_variable_the_chart_sets(
+    values: dict | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No GATEWAY_ variable is ignored, and the settings built from them are the chart's."""
+    env = chart.env_of(_gateway(values)[1])
+    chart_names = {n for n in env if n.startswith("GATEWAY_")}
+    assert chart_names <= _settings_names(GatewaySettings), chart_names - _settings_names(
+        GatewaySettings
+    )
+    for name in list(os.environ):
+        if name.startswith("GATEWAY_"):
+            monkeypatch.delenv(name)
+    for name, item in env.items():
+        if name.startswith("GATEWAY_"):
+            value = item.get("value", "from-a-secret")
+            monkeypatch.setenv(name, value.replace("$(REDIS_PASSWORD)", "pw"))
+    settings = GatewaySettings()
+    assert settings.upstream_url == env["GATEWAY_UPSTREAM_URL"]["value"]
+    assert settings.upstream_read_timeout == 600
+    assert settings.limits.max_body_bytes == 20971520
+    assert settings.quota.enabled
+    redis_url = env["GATEWAY_QUOTA__REDIS_URL"]["value"].replace("$(REDIS_PASSWORD)", "pw")
+    assert settings.quota.redis_url == redis_url
+    assert settings.quota.redis_url.startswith("redis://")
+    assert settings.batches.enabled is (values is EVERYTHING_ON)
 
 
 def test_upstream_is_the_rayservice_serve_service() -> None:
@@ -118,18 +163,18 @@ def test_upstream_url_is_required_without_serving() -> None:
 def test_redis_url(values: dict, url: str) -> None:
     env = _gateway(values)[1]["env"]
     names = [e["name"] for e in env]
-    redis_url = env[names.index("GATEWAY_REDIS_URL")]
+    redis_url = env[names.index("GATEWAY_QUOTA__REDIS_URL")]
     assert redis_url["value"] == url
     if "REDIS_PASSWORD" in url:
         # $(VAR) expansion only sees variables defined earlier in the list.
-        assert names.index("REDIS_PASSWORD") < names.index("GATEWAY_REDIS_URL")
+        assert names.index("REDIS_PASSWORD") < names.index("GATEWAY_QUOTA__REDIS_URL")
 
 
 def test_external_redis_url_from_a_secret() -> None:
     values = {"redis": {"mode": "external", "external": {"urlSecret": {"name": "memorystore"}}}}
     rendered = chart.render(values)
     env = chart.env_of(_gateway(values)[1])
-    assert env["GATEWAY_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
+    assert env["GATEWAY_QUOTA__REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
         "name": "memorystore",
         "key": "redis-url",
     }

@@ -12,11 +12,11 @@ longest stream for open responses, inside terminationGracePeriodSeconds. */}}
   value: {{ $gw.port | quote }}
 - name: UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN
   value: {{ $gw.maxStreamSeconds | quote }}
-- name: GATEWAY_LOG_LEVEL
-  value: {{ $gw.logLevel | quote }}
+- name: UVICORN_LOG_LEVEL
+  value: {{ $gw.logLevel | lower | quote }}
 - name: GATEWAY_UPSTREAM_URL
   value: {{ include "gemma-serving.upstreamUrl" . | quote }}
-- name: GATEWAY_UPSTREAM_READ_TIMEOUT_S
+- name: GATEWAY_UPSTREAM_READ_TIMEOUT
   value: {{ $gw.maxStreamSeconds | quote }}
 - name: GATEWAY_ADMIN_KEY
   valueFrom:
@@ -24,20 +24,12 @@ longest stream for open responses, inside terminationGracePeriodSeconds. */}}
       name: {{ required "gateway.adminKeySecret.name: name an existing Secret with the admin API key" $gw.adminKeySecret.name }}
       key: {{ $gw.adminKeySecret.key }}
 {{ include "gemma-serving.gateway.redisEnv" . }}
-- name: GATEWAY_DEFAULT_RPM
-  value: {{ $gw.limits.requestsPerMinute | quote }}
-- name: GATEWAY_DEFAULT_TPM
-  value: {{ $gw.limits.tokensPerMinute | quote }}
-- name: GATEWAY_MAX_CONCURRENT_REQUESTS
-  value: {{ $gw.limits.maxConcurrentRequests | quote }}
-- name: GATEWAY_MAX_REQUEST_BYTES
-  value: {{ $gw.limits.maxRequestBytes | quote }}
-{{- with $gw.routing.defaultModel }}
-- name: GATEWAY_DEFAULT_MODEL
-  value: {{ . | quote }}
-{{- end }}
-- name: GATEWAY_FALLBACK_ENABLED
-  value: {{ $gw.routing.fallbackEnabled | quote }}
+- name: GATEWAY_LIMITS__MAX_BODY_BYTES
+  value: {{ $gw.limits.maxRequestBytes | int64 | quote }}
+- name: GATEWAY_FALLBACK_NAMED_MODELS
+  value: {{ $gw.routing.fallbackNamedModels | quote }}
+- name: GATEWAY_BATCHES__ENABLED
+  value: {{ $gw.batchApi.enabled | quote }}
 {{ include "gemma-serving.otelEnv" (dict "ctx" . "service" "gemma-gateway") }}
 {{- with $gw.extraEnv }}
 {{ toYaml . }}
@@ -45,20 +37,20 @@ longest stream for open responses, inside terminationGracePeriodSeconds. */}}
 {{- end }}
 
 {{/*
-GATEWAY_REDIS_URL. With a password Secret the URL is assembled by Kubernetes'
+GATEWAY_QUOTA__REDIS_URL (keys and quotas). With a password Secret the URL is assembled by Kubernetes'
 $(VAR) expansion from REDIS_PASSWORD, which must come first.
 */}}
 {{- define "gemma-serving.gateway.redisEnv" -}}
 {{- $r := .Values.redis -}}
 {{- if eq $r.mode "external" }}
 {{- if $r.external.urlSecret.name }}
-- name: GATEWAY_REDIS_URL
+- name: GATEWAY_QUOTA__REDIS_URL
   valueFrom:
     secretKeyRef:
       name: {{ $r.external.urlSecret.name }}
       key: {{ $r.external.urlSecret.key }}
 {{- else }}
-- name: GATEWAY_REDIS_URL
+- name: GATEWAY_QUOTA__REDIS_URL
   value: {{ required "redis.external.url or redis.external.urlSecret.name is required when redis.mode is external" $r.external.url | quote }}
 {{- end }}
 {{- else if $r.auth.existingSecret }}
@@ -67,10 +59,10 @@ $(VAR) expansion from REDIS_PASSWORD, which must come first.
     secretKeyRef:
       name: {{ $r.auth.existingSecret }}
       key: {{ $r.auth.key }}
-- name: GATEWAY_REDIS_URL
+- name: GATEWAY_QUOTA__REDIS_URL
   value: {{ printf "redis://:$(REDIS_PASSWORD)@%s:%v/%v" (include "gemma-serving.redis.host" .) $r.port $r.database | quote }}
 {{- else }}
-- name: GATEWAY_REDIS_URL
+- name: GATEWAY_QUOTA__REDIS_URL
   value: {{ printf "redis://%s:%v/%v" (include "gemma-serving.redis.host" .) $r.port $r.database | quote }}
 {{- end }}
 {{- end }}
