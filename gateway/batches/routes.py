@@ -16,6 +16,7 @@ When the gateway runs without the Redis key store (quotas off) or with
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -46,7 +47,9 @@ Service = Annotated[BatchService, Depends(_service)]
 Key = Annotated[ApiKey, Depends(_key)]
 
 
-def _page(items: list[dict[str, Any]], more: bool) -> dict[str, Any]:
+def _page(records: Sequence[FileRecord | BatchRecord], more: bool) -> dict[str, Any]:
+    """OpenAI's list object over files or batches."""
+    items = [r.to_openai() for r in records]
     return {
         "object": "list",
         "data": items,
@@ -54,14 +57,6 @@ def _page(items: list[dict[str, Any]], more: bool) -> dict[str, Any]:
         "last_id": items[-1]["id"] if items else None,
         "has_more": more,
     }
-
-
-def _files(records: list[FileRecord], more: bool) -> dict[str, Any]:
-    return _page([r.to_openai() for r in records], more)
-
-
-def _batches(records: list[BatchRecord], more: bool) -> dict[str, Any]:
-    return _page([r.to_openai() for r in records], more)
 
 
 @router.post(UPLOADS)
@@ -79,7 +74,7 @@ async def list_files(
     order: Literal["asc", "desc"] = "desc",
 ) -> dict[str, Any]:
     found = await service.files(key, purpose=purpose, after=after, limit=limit, order=order)
-    return _files(*found)
+    return _page(*found)
 
 
 @router.get("/v1/files/{file_id}")
@@ -118,7 +113,7 @@ async def list_batches(
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
-    return _batches(*await service.batches(key, after=after, limit=limit))
+    return _page(*await service.batches(key, after=after, limit=limit))
 
 
 @router.get("/v1/batches/{batch_id}")

@@ -112,10 +112,11 @@ class BatchService:
             raise
         return record
 
-    async def file(self, key: ApiKey, file_id: str) -> FileRecord:
+    async def file(self, key: ApiKey, file_id: str, *, param: str = "file_id") -> FileRecord:
+        """The key's own file (any other key's, or none: 404 naming ``param``)."""
         record = await self.store.get_file(file_id)
         if record is None or record.owner != key.key_id:
-            raise NotFound(f"No such File object: {file_id}", param="file_id")
+            raise NotFound(f"No such File object: {file_id}", param=param)
         return record
 
     async def delete_file(self, key: ApiKey, file_id: str) -> FileRecord:
@@ -143,9 +144,7 @@ class BatchService:
 
     async def create(self, key: ApiKey, body: CreateBatch) -> BatchRecord:
         _check_batch(body)
-        source = await self.store.get_file(body.input_file_id)
-        if source is None or source.owner != key.key_id:
-            raise NotFound(f"No such File object: {body.input_file_id}", param="input_file_id")
+        source = await self.file(key, body.input_file_id, param="input_file_id")
         if source.purpose != INPUT_PURPOSE:
             raise InvalidRequest(
                 f"The input file's purpose must be '{INPUT_PURPOSE}'.", param="input_file_id"
