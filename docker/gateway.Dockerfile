@@ -13,7 +13,8 @@ COPY serving ./serving
 COPY gemma_serving ./gemma_serving
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install . \
- && /opt/venv/bin/python -c "import gateway, serving.catalog, gemma_serving.cli"
+ && /opt/venv/bin/python -c "import gateway, serving.catalog, gemma_serving.cli" \
+ && /opt/venv/bin/python -c "from gateway.telemetry.logs import write_log_config; write_log_config('/opt/venv/gateway-logging.json')"
 
 FROM python:3.11-slim-bookworm
 LABEL org.opencontainers.image.title="gemma-serving gateway" \
@@ -34,5 +35,6 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('UVICORN_PORT', '8080')}/healthz\", timeout=2)"]
 # uvicorn reads UVICORN_* variables; on SIGTERM it stops accepting connections and waits
-# up to UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN seconds for open streams to finish.
-ENTRYPOINT ["uvicorn", "--factory", "gateway.app:create_app", "--proxy-headers", "--no-server-header"]
+# up to UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN seconds for open streams to finish. Logs are JSON
+# lines with the request's trace id (gateway.telemetry.logs); UVICORN_LOG_LEVEL still applies.
+ENTRYPOINT ["uvicorn", "--factory", "gateway.app:create_app", "--proxy-headers", "--no-server-header", "--log-config", "/opt/venv/gateway-logging.json"]

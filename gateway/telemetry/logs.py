@@ -1,8 +1,9 @@
 """Structured JSON logs: one object per line, with the trace and span ids of the request.
 
 ``log_config(level)`` is a ``logging.config.dictConfig`` dictionary for uvicorn's
-``log_config`` (``gemma-serving gateway`` uses it): every record of the gateway, uvicorn
-and the access log goes through ``JsonFormatter``. A line written inside a request
+``log_config`` (``gemma-serving gateway`` uses it; the gateway image's entrypoint hands it
+to ``uvicorn --log-config`` as the file ``write_log_config`` writes): every record of the
+gateway, uvicorn and the access log goes through ``JsonFormatter``. A line written inside a request
 carries that request's ``trace_id``/``span_id`` (``null`` outside any span).
 
 Log messages never contain request bodies, prompts, completions or API keys: the access
@@ -67,3 +68,9 @@ def log_config(level: str = "info") -> dict[str, Any]:
         "loggers": loggers,
         "root": {"handlers": ["json"], "level": "WARNING"},
     }
+
+
+def write_log_config(path: str, level: str = "info") -> None:
+    """Write ``log_config(level)`` as a JSON file for ``uvicorn --log-config`` (the image's)."""
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump(log_config(level), file, indent=2)
