@@ -219,8 +219,8 @@ class Proxy:
             tally,
             on_close=on_close,
             headers=self._headers(exchange),
-            keep_alive=functools.partial(
-                exchange.ticket.keep_alive, self.settings.quota.lease_renew_interval
+            renewing=functools.partial(
+                exchange.ticket.renewing, self.settings.quota.lease_renew_interval
             ),
         )
 

@@ -22,6 +22,7 @@ class GatewayState:
     quota_healthy: Callable[[], Awaitable[bool]]
 
 
-def gateway_state(request: Request) -> GatewayState:
+async def gateway_state(request: Request) -> GatewayState:
+    """The app's state; ``async`` so that FastAPI calls it inline, not in its thread pool."""
     state: GatewayState = request.app.state.gateway
     return state

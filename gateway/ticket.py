@@ -9,6 +9,7 @@ its own after ``lease_ttl``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -72,29 +73,56 @@ class Ticket:
             except Exception as exc:  # the lease expires by itself
                 log.warning("quota %s failed for %s: %s", how, self.admission.key_id, exc)
 
-    async def keep_alive(self, interval: float) -> None:
-        """Renew the lease every ``interval`` seconds until cancelled."""
-        while True:
-            await anyio.sleep(interval)
-            try:
-                await self.gate.renew(self.admission)
-            except Exception as exc:
-                log.warning("lease renewal failed for %s: %s", self.admission.key_id, exc)
+    async def renew(self) -> None:
+        """Extend the lease once; a failure is logged (the next renewal may succeed)."""
+        try:
+            await self.gate.renew(self.admission)
+        except Exception as exc:
+            log.warning("lease renewal failed for %s: %s", self.admission.key_id, exc)
 
     @asynccontextmanager
     async def renewing(self, interval: float) -> AsyncIterator[None]:
         """Keep the concurrency lease alive while the body runs.
 
-        The body's own error is re-raised as itself, not wrapped in an exception group.
+        A timer, not a task: nearly every body (sending a request and reading the
+        answer's head) ends long before the first renewal is due, and a task group per
+        request cost more than the wait it guards. The body's own error is re-raised as
+        itself.
         """
-        error: Exception | None = None
-        async with anyio.create_task_group() as group:
-            group.start_soon(self.keep_alive, interval)
-            try:
-                yield
-            except Exception as exc:
-                error = exc
-            finally:
-                group.cancel_scope.cancel()
-        if error is not None:
-            raise error
+        renewal = _Renewal(self, interval)
+        try:
+            yield
+        finally:
+            await renewal.stop()
+
+
+class _Renewal:
+    """Renews a ticket every ``interval`` seconds from the event loop's timer until stopped.
+
+    A renewal runs as a task only when one is due; ``stop`` cancels the timer and any
+    renewal under way, and waits for that renewal to end.
+    """
+
+    def __init__(self, ticket: Ticket, interval: float) -> None:
+        self._ticket = ticket
+        self._interval = interval
+        self._loop = asyncio.get_running_loop()
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+        self._timer = self._loop.call_later(interval, self._due)
+
+    def _due(self) -> None:
+        self._task = self._loop.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        await self._ticket.renew()
+        if not self._stopped:
+            self._timer = self._loop.call_later(self._interval, self._due)
+
+    async def stop(self) -> None:
+        self._stopped = True
+        self._timer.cancel()
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait((task,))

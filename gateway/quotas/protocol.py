@@ -8,7 +8,7 @@ The request path calls, in order:
    round trip that checks and takes requests-per-minute, the token reservation
    (prompt estimate + max_tokens) and a concurrency lease together;
 3. while the request is in flight, ``renew(admission)`` every ``lease_renew_interval``
-   (``gateway.ticket.Ticket.keep_alive`` does this in the gateway);
+   (``gateway.ticket.Ticket.renewing`` does this in the gateway);
 4. exactly one of ``settle(admission, used_tokens)`` (the engine's real usage,
    also for streams the client abandoned) or ``release(admission)`` (the request
    failed before using tokens). Both free the concurrency lease; calling either

@@ -8,8 +8,8 @@ once, shielded, whatever ended the stream (before the last byte when it ends nor
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 
 import anyio
 from anyio import CancelScope
@@ -29,7 +29,7 @@ class RelayResponse(StreamingResponse):
         *,
         on_close: Callable[[StreamTally, bool], Awaitable[None]],
         headers: Mapping[str, str] | None = None,
-        keep_alive: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        renewing: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         super().__init__(
             events,
@@ -40,7 +40,7 @@ class RelayResponse(StreamingResponse):
         self.tally = tally
         self._on_close = on_close
         self.client_gone = False
-        self._keep_alive = keep_alive
+        self._renewing = renewing or nullcontext
         self._closed = False
 
     async def _watch(self, receive: Receive, scope: CancelScope) -> None:
@@ -72,12 +72,11 @@ class RelayResponse(StreamingResponse):
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._watch, receive, group.cancel_scope)
-                if self._keep_alive is not None:
-                    group.start_soon(self._keep_alive)
-                try:
-                    await self._stream(send)
-                except OSError:
-                    self.client_gone = True
+                async with self._renewing():
+                    try:
+                        await self._stream(send)
+                    except OSError:
+                        self.client_gone = True
                 group.cancel_scope.cancel()
         finally:
             await self._close()

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx
 
 from gateway.errors import GatewayError, UpstreamError, body_for
 
 DONE = b"data: [DONE]\n\n"
+#: Seconds a finished stream's last bytes are awaited once its client has gone.
+DRAIN_TIMEOUT = 1.0
 
 
 def event(data: str) -> bytes:
@@ -71,7 +75,7 @@ class StreamTally:
         return prompt_estimate + self.chunks
 
 
-async def _events(response: httpx.Response, tally: StreamTally) -> AsyncIterator[bytes]:
+async def _events(response: httpx.Response, tally: StreamTally) -> AsyncGenerator[bytes, None]:
     data: list[str] = []
     lines = response.aiter_lines()
     async for line in lines:
@@ -83,23 +87,37 @@ async def _events(response: httpx.Response, tally: StreamTally) -> AsyncIterator
         payload, data = "\n".join(data), []
         if payload == "[DONE]":
             tally.done = True
-            yield DONE
-            break
+            try:
+                yield DONE
+            finally:
+                await _drain(lines)
+            return
         if (passed := tally.observe(payload)) is not None:
             yield event(passed)
-    else:
-        raise UpstreamError("The serving application ended the stream early.")
-    # Read the body to its end (nothing but framing follows [DONE]): a response closed
-    # unread loses its connection, and the next request would open a new one.
-    async for _ in lines:
-        pass
+    raise UpstreamError("The serving application ended the stream early.")
+
+
+async def _drain(lines: AsyncIterator[str]) -> None:
+    """Read a finished stream's body to its end (nothing but framing follows ``[DONE]``).
+
+    A response closed unread loses its connection, and the next request would open a new
+    one. Clients often hang up as soon as ``[DONE]`` arrives, so the read is shielded
+    from that cancellation, for ``DRAIN_TIMEOUT`` seconds at most.
+    """
+    with anyio.CancelScope(shield=True, deadline=anyio.current_time() + DRAIN_TIMEOUT):
+        try:
+            async for _ in lines:
+                pass
+        except httpx.HTTPError:
+            pass  # the answer was complete; only the connection is lost
 
 
 async def relay(response: httpx.Response, tally: StreamTally) -> AsyncGenerator[bytes, None]:
     """The client's events: upstream events, then an error event if the upstream broke."""
     try:
-        async for chunk in _events(response, tally):
-            yield chunk
+        async with aclosing(_events(response, tally)) as events:
+            async for chunk in events:
+                yield chunk
     except httpx.TimeoutException:
         tally.failed = UpstreamError("The serving application stopped sending.", code="timeout")
     except httpx.HTTPError as exc:

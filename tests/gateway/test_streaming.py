@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 
@@ -39,6 +40,27 @@ def test_finished_streams_keep_their_upstream_connection(
         with http.stream("POST", "/v1/chat/completions", json=BODY) as response:
             assert events(response)[-1] == "[DONE]"
     assert len(set(stub.peers[-5:])) == 1
+
+
+def test_a_client_leaving_at_done_keeps_the_upstream_connection(
+    gateway_url: str, stub: StubUpstream
+) -> None:
+    """Clients hang up as soon as ``[DONE]`` arrives; the relay still reads the stream's end.
+
+    The stub ends its body a moment after ``[DONE]``, so each client is gone before the
+    gateway has read the last bytes: the connection survives only if that read does.
+    """
+    stub.knobs.after_done_delay = 0.3
+    for _ in range(3):
+        with (
+            httpx.Client(base_url=gateway_url, timeout=30) as client,
+            client.stream("POST", "/v1/chat/completions", json=BODY) as response,
+        ):
+            lines = response.iter_lines()
+            assert any(line == "data: [DONE]" for line in lines)  # then hang up at once
+        time.sleep(1.0)  # pacing: the previous stream's end is read before the next request
+    assert stub.cancelled == []
+    assert len(set(stub.peers[-3:])) == 1
 
 
 def test_client_disconnect_cancels_the_upstream_stream(

@@ -22,7 +22,16 @@ def free_port() -> int:
 def serve_in_thread(app: ASGIApp, *, port: int | None = None) -> Iterator[str]:
     """Serve ``app`` until the block ends; yields its base URL."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    # Idle connections are kept 90 s, as Ray Serve's proxy keeps them: with uvicorn's 5 s,
+    # the same as httpx's pool expiry, a reused connection can race the server's close.
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_keep_alive=90,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

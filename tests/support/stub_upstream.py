@@ -83,6 +83,7 @@ class Knobs:
     fail_after_chunks: int | None = None
     chunk_delay: float = 0.0
     chunks: int = 5
+    after_done_delay: float = 0.0  # before the body's end, as a server's last write may lag
     unavailable: set[str] = field(default_factory=set)
 
 
@@ -158,6 +159,7 @@ class StubUpstream(AbstractContextManager["StubUpstream"]):
                     }
                 )
             yield "data: [DONE]\n\n"
+            await anyio.sleep(self.knobs.after_done_delay)
         except (asyncio.CancelledError, GeneratorExit):
             self.cancelled.append(model)
             self.cancelled_event.set()
