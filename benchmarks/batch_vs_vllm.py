@@ -2,18 +2,28 @@
 
     batch   ``gemma-serving batch run`` (Ray Data LLM, vLLM engine processor) on an OpenAI
             batch file of ``/v1/completions`` lines, as a user runs it
-    vllm    ``vllm.LLM(...).generate(prompts)`` with the engine arguments the catalog gives
-            the variant (``batch.ray_engine.VariantEngineSpec``: the same dict the batch
-            engine gets) and the same CPU environment
+    vllm    ``vllm.LLM(...).generate(prompts)`` (the offline counterpart of completion
+            lines) with the engine arguments the catalog gives the variant
+            (``batch.ray_engine.VariantEngineSpec``: the same dict the batch engine gets)
+            and the same CPU environment
 
-Each side runs in its own process, one after the other, with the prompts of
-loadtests/prompts.jsonl (cycled to ``--requests``), fixed ``max_tokens`` and temperature 0
-(so both generate the same tokens). Timed: the whole run, engine start included, for both
-(a batch job always pays for its engine), and for vLLM also ``generate`` alone. Printed:
-lines/s, output tokens/s and the ratio batch/vLLM; written to results/benchmarks/. It
-starts engines: run it alone on the machine (``flock /tmp/gemma-engine.lock ...``).
+Each side runs in a process of its own, one after the other (never two engines in memory),
+with the prompts of loadtests/prompts.jsonl (cycled to ``--requests``), fixed
+``max_tokens`` and temperature 0 (so both generate the same tokens). Timed: the whole run,
+imports and engine start included, for both (a batch job always pays for its engine), and
+for vLLM also ``generate`` alone. Printed: lines/s, output tokens/s and the ratio batch/vLLM;
+written to results/benchmarks/. It starts engines: run it alone on the machine
+(``flock /tmp/gemma-engine.lock ...``).
 
-    .venv/bin/python benchmarks/batch_vs_vllm.py [--profile cpu-text] [--requests 64]
+Progress goes to stderr as it happens (``benchmarks.phases``): each phase's start and end,
+every line its process writes to stderr (prefixed with the phase), and a heartbeat every
+``--heartbeat`` seconds (time without output, the phase's processes and memory, Ray Data's
+operators), so a run that stalls shows where. When a phase's process exits, what it left
+behind (a Ray actor, an engine core, vLLM workers) is listed and stopped, and can neither
+keep the benchmark waiting nor share the memory with the next engine; a phase that passes
+``--phase-timeout`` is stopped the same way.
+
+    .venv/bin/python benchmarks/batch_vs_vllm.py [--profile cpu-dev] [--requests 64]
 """
 
 from __future__ import annotations
@@ -22,7 +32,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +42,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.phases import log, phase_failed, run_phase
 from benchmarks.processes import ROOT
 from loadtests.prompts import load_prompts
 from loadtests.settings import DEFAULT_PROMPTS
@@ -72,28 +82,36 @@ def bench_batch(args: argparse.Namespace, model: str, texts: list[str]) -> dict[
         write_batch_input(source, model, texts, args.max_tokens)
         command = [sys.executable, "-m", "gemma_serving", "batch", "run", str(source)]
         command += ["-o", str(out), "--profile", args.profile, "--batch-size", str(args.batch_size)]
-        started = time.perf_counter()
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-        seconds = time.perf_counter() - started
-        if done.returncode != 0:
-            raise SystemExit(f"batch run failed:\n{done.stderr[-4000:]}")
-        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        done = run_phase(
+            "batch",
+            command,
+            env=dict(os.environ),
+            timeout=args.phase_timeout,
+            heartbeat=args.heartbeat,
+        )
+        lines = done.stdout.strip().splitlines()
+        if done.returncode != 0 or not lines:
+            raise phase_failed("batch run", done)
+        summary = json.loads(lines[-1])
     return {
         "lines": summary["succeeded"],
         "failed": summary["failed"],
         "output_tokens": summary["completion_tokens"],
-        "seconds": round(seconds, 3),
+        "seconds": round(done.seconds, 3),
     }
 
 
 def vllm_worker(config_path: str) -> None:
     """In a child process: ``LLM(...).generate`` on the prompts; prints JSON figures."""
-    from vllm import LLM, SamplingParams
-
     config = json.loads(Path(config_path).read_text())
     started = time.perf_counter()
+    log("vllm worker: importing vLLM")
+    from vllm import LLM, SamplingParams
+
+    log("vllm worker: starting the engine")
     llm = LLM(model=config["model_source"], **config["engine_kwargs"])
     params = SamplingParams(max_tokens=config["max_tokens"], temperature=0.0)
+    log(f"vllm worker: engine up; generate on {len(config['prompts'])} prompts")
     generate_started = time.perf_counter()
     outputs = llm.generate(config["prompts"], params, use_tqdm=False)
     ended = time.perf_counter()
@@ -105,7 +123,10 @@ def vllm_worker(config_path: str) -> None:
         "generate_seconds": round(ended - generate_started, 3),
     }
     print("RESULT " + json.dumps(figures), flush=True)
-    os._exit(0)  # skip vLLM's slow interpreter teardown; the figures are out
+    log("vllm worker: done")
+    # vLLM's interpreter teardown is slow; the figures are out, and the benchmark stops
+    # whatever this process leaves behind (its engine core) with its session.
+    os._exit(0)
 
 
 def bench_vllm(args: argparse.Namespace, spec: Any, texts: list[str]) -> dict[str, Any]:
@@ -120,21 +141,23 @@ def bench_vllm(args: argparse.Namespace, spec: Any, texts: list[str]) -> dict[st
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(config, handle)
     try:
-        done = subprocess.run(
-            [sys.executable, __file__, "--vllm-worker", handle.name],
-            cwd=ROOT,
+        done = run_phase(
+            "vllm",
+            [sys.executable, str(Path(__file__).resolve()), "--vllm-worker", handle.name],
             env={**os.environ, **spec.env_vars},
-            capture_output=True,
-            text=True,
-            check=False,
+            timeout=args.phase_timeout,
+            heartbeat=args.heartbeat,
         )
     finally:
         os.unlink(handle.name)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if not lines:
-        raise SystemExit(f"vLLM run failed:\n{done.stderr[-4000:]}")
+        raise phase_failed("vLLM run", done)
     figures: dict[str, Any] = json.loads(lines[-1].removeprefix("RESULT "))
     return figures
+
+
+# figures
 
 
 def rates(figures: dict[str, Any]) -> dict[str, Any]:
@@ -151,33 +174,15 @@ def rates(figures: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--profile", default="cpu-text", help="catalog profile (first variant)")
-    parser.add_argument("--requests", type=int, default=64)
-    parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--vllm-worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.vllm_worker:
-        vllm_worker(args.vllm_worker)
-        return
-    spec = engine_spec(args.profile)
-    texts = prompts(args.requests)
-    results = {
-        "batch": rates(bench_batch(args, spec.variant, texts)),
-        "vllm": rates(bench_vllm(args, spec, texts)),
+def ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    batch, vllm = results["batch"], results["vllm"]
+    return {
+        name: round(batch[name] / vllm[name], 3)
+        for name in ("output_tokens_per_second", "lines_per_second")
     }
-    ratio = {
-        "output_tokens_per_second": round(
-            results["batch"]["output_tokens_per_second"]
-            / results["vllm"]["output_tokens_per_second"],
-            3,
-        ),
-        "lines_per_second": round(
-            results["batch"]["lines_per_second"] / results["vllm"]["lines_per_second"], 3
-        ),
-    }
+
+
+def report(results: dict[str, dict[str, Any]], ratio: dict[str, float]) -> None:
     for name, f in results.items():
         print(
             f"{name:6} {f['lines']} lines, {f['output_tokens']} tokens in {f['seconds']:.1f} s: "
@@ -185,13 +190,56 @@ def main() -> None:
         )
     print(f"vllm generate alone: {results['vllm']['generate_output_tokens_per_second']:.1f} tok/s")
     print(f"ratio batch/vllm (engine start included): {ratio['output_tokens_per_second']:.3f}")
+
+
+def write_result(payload: dict[str, Any]) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"batch_vs_vllm-{stamp}.json"
-    config = {k: v for k, v in vars(args).items() if k != "vllm_worker"}
-    config |= {"variant": spec.variant, "python": platform.python_version()}
-    payload = {"config": config, "results": results, "ratio": ratio}
     path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--profile", default="cpu-dev", help="catalog profile (first variant)")
+    parser.add_argument("--requests", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--phase-timeout", type=float, default=900.0, help="seconds before a phase is stopped"
+    )
+    parser.add_argument(
+        "--heartbeat", type=float, default=30.0, help="seconds between progress lines"
+    )
+    parser.add_argument("--vllm-worker", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.vllm_worker:
+        vllm_worker(args.vllm_worker)
+        return
+    spec = engine_spec(args.profile)
+    texts = prompts(args.requests)
+    load_before = os.getloadavg()
+    log(f"{spec.variant}: {len(texts)} prompts, max_tokens {args.max_tokens}")
+    results = {
+        "batch": rates(bench_batch(args, spec.variant, texts)),
+        "vllm": rates(bench_vllm(args, spec, texts)),
+    }
+    ratio = ratios(results)
+    report(results, ratio)
+    config = {k: v for k, v in vars(args).items() if k != "vllm_worker"}
+    config |= {
+        "variant": spec.variant,
+        "engine_kwargs": spec.processor_engine_kwargs(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+    }
+    path = write_result({"config": config, "results": results, "ratio": ratio})
     print(f"written: {path.relative_to(ROOT)}")
 
 

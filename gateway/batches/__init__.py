@@ -7,7 +7,10 @@ A request goes ``routes`` (HTTP, auth) -> ``service`` (ownership, validation) ->
     objects     files and batches as stored and as OpenAI shows them
     store       metadata, status changes (transition.lua) and job leases in Redis
     files       file bytes on disk; the multipart upload read within its limits
+    clock       the time every timestamp and deadline is read from
     supervisor  which jobs this process runs (leases renewed while they run)
+    sweeper     overdue batches nobody runs expired, expired files purged
+    expiry      expires_after policies; the batch_expired lines of an expired batch
     jobs        one job: validate, ``batch.runner.run_batch`` in a thread, finalize
     guard       the engine wrapper that charges, cancels and stops a run between blocks
     tally       counts from the output journal; its split into output and error files

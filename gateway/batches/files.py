@@ -9,7 +9,9 @@ Layout under ``BatchSettings.files_dir`` (shared by every replica)::
 An upload is refused before its body is read when its declared length is over the
 limit, and as soon as the bytes received pass it otherwise (413). The accepted file
 must be UTF-8 with at least one and at most ``max_lines`` non-blank lines (400); each
-line is checked when the batch runs, where a bad one becomes an error line.
+line is checked when the batch runs, where a bad one becomes an error line. An
+``expires_after`` policy (``expires_after[anchor]``, ``expires_after[seconds]``, as
+OpenAI's clients send it) sets when the file expires (``gateway.batches.expiry``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from fastapi import Request
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from gateway.batches.expiry import form_expires_after
 from gateway.batches.objects import INPUT_PURPOSE
 from gateway.batches.settings import BatchSettings
 from gateway.errors import InvalidRequest, PayloadTooLarge
@@ -59,12 +62,13 @@ class FileStorage:
 
 @dataclass(frozen=True, slots=True)
 class Upload:
-    """An accepted upload, still in ``tmp/``."""
+    """An accepted upload, still in ``tmp/`` (``expires_after``: its policy's seconds)."""
 
     path: Path
     filename: str
     size: int
     lines: int
+    expires_after: int | None = None
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -116,7 +120,9 @@ def _copy_lines(source: IO[bytes], target: Path, max_lines: int) -> int:
     return lines
 
 
-async def _accept(file: UploadFile, storage: FileStorage, settings: BatchSettings) -> Upload:
+async def _accept(
+    file: UploadFile, storage: FileStorage, settings: BatchSettings, expires_after: int | None
+) -> Upload:
     size = file.size or 0
     if size > settings.max_file_bytes:
         raise _too_large(settings.max_file_bytes)
@@ -126,11 +132,11 @@ async def _accept(file: UploadFile, storage: FileStorage, settings: BatchSetting
     except BaseException:
         target.unlink(missing_ok=True)
         raise
-    return Upload(target, file.filename or "upload.jsonl", size, lines)
+    return Upload(target, file.filename or "upload.jsonl", size, lines, expires_after)
 
 
 async def receive_upload(request: Request, storage: FileStorage, settings: BatchSettings) -> Upload:
-    """Read one ``POST /v1/files`` (``file`` and ``purpose=batch``) into ``tmp/``."""
+    """Read one ``POST /v1/files`` into ``tmp/``: ``file``, ``purpose=batch``, ``expires_after``."""
     limit = settings.max_file_bytes
     _check_declared(request, limit)
     parser = MultiPartParser(request.headers, _bounded(request, limit), max_files=1, max_fields=8)
@@ -144,10 +150,12 @@ async def receive_upload(request: Request, storage: FileStorage, settings: Batch
             raise InvalidRequest(
                 f"purpose must be '{INPUT_PURPOSE}' (got {purpose!r}).", param="purpose"
             )
+        policy = form_expires_after(form)
         file = form.get("file")
         if not isinstance(file, UploadFile):
             raise InvalidRequest("A 'file' upload is required.", param="file")
-        return await _accept(file, storage, settings)
+        seconds = settings.input_file_ttl if policy is None else policy.seconds
+        return await _accept(file, storage, settings, seconds)
     finally:
         with contextlib.suppress(OSError):
             await form.close()

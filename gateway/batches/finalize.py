@@ -3,20 +3,29 @@
 Finalizing can run twice (a runner that died while finalizing, a race with a cancel):
 the output files have ids fixed by the batch id, so a second pass rewrites the same
 files, and only the status change that is still allowed happens.
+
+An expiry (``expire``) first claims the batch with the same atomic status change
+(``validating | in_progress -> finalizing``, marked ``expiring_at``), so a cancel or the
+runner's own ending cannot also win; it then journals the ``batch_expired`` lines and
+ends the batch ``expired``. A runner that dies in between leaves it ``finalizing`` with
+the mark, and the next one finishes the expiry (``finish_expiry``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import anyio
 
+from gateway.batches.clock import Clock
+from gateway.batches.expiry import expire_unanswered
 from gateway.batches.files import FileStorage
 from gateway.batches.objects import (
     ACTIVE,
+    EXPIRABLE,
     OUTPUT_PURPOSE,
     BatchRecord,
     Counts,
@@ -31,16 +40,26 @@ from gateway.batches.tally import split_journal
 log = logging.getLogger(__name__)
 
 
-def now() -> int:
-    return int(time.time())
-
-
 class Finalizer:
     """Ends batches: output files from the journal, then the final status."""
 
-    def __init__(self, store: BatchStore, storage: FileStorage) -> None:
+    def __init__(self, store: BatchStore, storage: FileStorage, clock: Clock) -> None:
         self.store = store
         self.storage = storage
+        self.clock = clock
+
+    def _output_record(self, record: BatchRecord, file_id: str, kind: str) -> FileRecord:
+        created = self.clock.now()
+        ttl = record.output_expires_after
+        return FileRecord(
+            file_id,
+            record.owner,
+            OUTPUT_PURPOSE,
+            f"{record.id}_{kind}.jsonl",
+            self.storage.path(file_id).stat().st_size,
+            created,
+            None if ttl is None else created + ttl,
+        )
 
     async def _output_files(self, record: BatchRecord) -> tuple[Counts, dict[str, str]]:
         out_id, err_id = output_file_ids(record.id)
@@ -53,13 +72,8 @@ class Finalizer:
         )
         kept = {}
         for field, file_id, kind in (("output", out_id, "output"), ("error", err_id, "errors")):
-            path = self.storage.path(file_id)
-            if path.exists():
-                name = f"{record.id}_{kind}.jsonl"
-                size = path.stat().st_size
-                await self.store.put_file(
-                    FileRecord(file_id, record.owner, OUTPUT_PURPOSE, name, size, now())
-                )
+            if self.storage.path(file_id).exists():
+                await self.store.put_file(self._output_record(record, file_id, kind))
                 kept[f"{field}_file_id"] = file_id
         return counts, kept
 
@@ -74,7 +88,7 @@ class Finalizer:
         """Write the output and error files and end the batch in ``status`` (if ``allowed``)."""
         counts, files = await self._output_files(record)
         fields: dict[str, str | int] = {
-            f"{status}_at": now(),
+            f"{status}_at": self.clock.now(),
             "output_file_id": "",
             "error_file_id": "",
             **files,
@@ -92,3 +106,23 @@ class Finalizer:
         log.warning("batch %s failed: %s", record.id, message)
         errors = [batch_error(code, message)]
         await self.finalize(record, "failed", allowed=sorted(ACTIVE), errors=errors)
+
+    async def expire(self, record: BatchRecord) -> None:
+        """End a batch past its window as ``expired`` (see the module docstring)."""
+        now = self.clock.now()
+        fields = {"finalizing_at": now, "expiring_at": now}
+        before = await self.store.transition(record.id, "finalizing", EXPIRABLE, fields)
+        if before in EXPIRABLE:
+            await self.finish_expiry(record)
+        elif before == "cancelling":  # the cancel came first: it ends as cancelled
+            await self.finalize(record, "cancelled", allowed=["cancelling"])
+
+    async def finish_expiry(self, record: BatchRecord) -> None:
+        """The ``batch_expired`` lines, then ``finalizing -> expired``."""
+        total = await anyio.to_thread.run_sync(
+            expire_unanswered,
+            self.storage.path(record.input_file_id),
+            self.storage.journal(record.id),
+        )
+        counted = replace(record, counts=Counts(total=max(total, record.counts.total)))
+        await self.finalize(counted, "expired", allowed=["finalizing"])

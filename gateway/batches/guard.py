@@ -8,6 +8,7 @@ exceptions below to end the run; everything journalled so far stays done.
 
     JobStopped        the run ends early
     ├── JobCancelled  the batch was cancelled: finalize what is done
+    ├── JobExpired    the batch is past its completion window: expire it
     └── JobInterrupted the gateway is stopping or lost the job's lease: resume later
 """
 
@@ -26,6 +27,10 @@ class JobStopped(Exception):
 
 class JobCancelled(JobStopped):
     """The batch is being cancelled."""
+
+
+class JobExpired(JobStopped):
+    """The batch's completion window has passed."""
 
 
 class JobInterrupted(JobStopped):

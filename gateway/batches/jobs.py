@@ -6,14 +6,15 @@
     validating | in_progress | finalizing -> failed   (input gone, key revoked, engine
                                                        error, the key's day of tokens spent)
     validating | in_progress -> cancelling -> cancelled
+    validating | in_progress -> finalizing -> expired   (past its window: ``expiry``)
 
 The run itself is ``batch.runner.run_batch`` in a worker thread with the journal
 ``jobs/<batch id>.jsonl``: a job that resumes (after a restart, or on another replica)
 skips every line its journal already answers. Between blocks ``BlockControl`` charges the
 tokens to the owner's day, publishes the counts, and ends the run when the batch is
-cancelled, the day's tokens are spent, or this runner must stop (shutdown or lost lease;
-the job is then left as it is for the next runner). Finalizing splits the journal into
-the output and error files, which belong to the batch's owner.
+cancelled, past its window, the day's tokens are spent, or this runner must stop
+(shutdown or lost lease; the job is then left as it is for the next runner). Finalizing
+splits the journal into the output and error files, which belong to the batch's owner.
 """
 
 from __future__ import annotations
@@ -31,9 +32,16 @@ from anyio import from_thread
 from batch.engine import BatchEngine, EngineResult
 from batch.requests import RequestPlanner
 from batch.runner import Progress, read_lines, run_batch
+from gateway.batches.clock import Clock
 from gateway.batches.files import FileStorage
-from gateway.batches.finalize import Finalizer, now
-from gateway.batches.guard import GuardedEngine, JobCancelled, JobInterrupted, tokens_of
+from gateway.batches.finalize import Finalizer
+from gateway.batches.guard import (
+    GuardedEngine,
+    JobCancelled,
+    JobExpired,
+    JobInterrupted,
+    tokens_of,
+)
 from gateway.batches.objects import ACTIVE, BatchRecord, Counts, counts_fields
 from gateway.batches.store import BatchStore
 from gateway.batches.tally import JournalTally
@@ -71,6 +79,7 @@ class JobContext:
     finalizer: Finalizer
     limiter: anyio.CapacityLimiter
     stopping: threading.Event
+    clock: Clock
 
 
 class BlockControl:
@@ -88,6 +97,8 @@ class BlockControl:
         record = await self.ctx.store.get_batch(self.batch_id)
         if record is None or record.status == "cancelling":
             raise JobCancelled(self.batch_id)
+        if record.overdue(self.ctx.clock.now()):
+            raise JobExpired(self.batch_id)
         if day.exhausted:
             raise QuotaExhausted(
                 "The API key's tokens per day are spent; the batch stopped.",
@@ -153,7 +164,7 @@ async def _start(ctx: JobContext, record: BatchRecord) -> BatchRecord | None:
     if record.status != "validating":
         return record
     total = await anyio.to_thread.run_sync(count_requests, source)
-    fields = {"in_progress_at": now(), **counts_fields(Counts(total=total))}
+    fields = {"in_progress_at": ctx.clock.now(), **counts_fields(Counts(total=total))}
     if await ctx.store.transition(record.id, "in_progress", ["validating"], fields) != "validating":
         return None  # cancelled meanwhile: the next look finalizes it
     return await ctx.store.get_batch(record.id)
@@ -175,7 +186,7 @@ def _run(
 
 async def _after_run(ctx: JobContext, record: BatchRecord) -> None:
     before = await ctx.store.transition(
-        record.id, "finalizing", ["in_progress"], {"finalizing_at": now()}
+        record.id, "finalizing", ["in_progress"], {"finalizing_at": ctx.clock.now()}
     )
     if before == "in_progress":
         await ctx.finalizer.finalize(record, "completed", allowed=["finalizing"])
@@ -189,6 +200,12 @@ async def run_job(
     """Take one batch (whose lease the caller holds) as far as it goes."""
     record = await ctx.store.get_batch(batch_id)
     if record is None or record.status not in ACTIVE:
+        return
+    if record.overdue(ctx.clock.now()):
+        await ctx.finalizer.expire(record)
+        return
+    if record.status == "finalizing" and record.expiring_at is not None:
+        await ctx.finalizer.finish_expiry(record)
         return
     if record.status in ("cancelling", "finalizing"):
         final = "cancelled" if record.status == "cancelling" else "completed"
@@ -221,6 +238,8 @@ async def _run_thread(
         await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=ctx.limiter)
     except JobCancelled:
         await ctx.finalizer.finalize(record, "cancelled", allowed=["cancelling"])
+    except JobExpired:
+        await ctx.finalizer.expire(record)
     except JobInterrupted:
         log.info("batch %s interrupted; it resumes with its next runner", record.id)
     except ServiceUnavailable as exc:

@@ -7,6 +7,7 @@ import threading
 import anyio
 
 from batch.requests import RequestPlanner
+from gateway.batches.clock import Clock
 from gateway.batches.engine import ServeEngines
 from gateway.batches.files import FileStorage
 from gateway.batches.finalize import Finalizer
@@ -35,6 +36,7 @@ def build_batches(
         timeout=max(1.0, settings.quota.timeout * 4),
     )
     storage = FileStorage(settings.batches.files_dir)
+    clock = Clock()
 
     def planner_for(key: ApiKey, endpoint: str) -> RequestPlanner:
         return KeyedPlanner(
@@ -53,13 +55,14 @@ def build_batches(
         charger=backend.gate,
         engines=engines or ServeEngines(settings.batches),
         planner_for=planner_for,
-        finalizer=Finalizer(store, storage),
+        finalizer=Finalizer(store, storage, clock),
         limiter=anyio.CapacityLimiter(settings.batches.max_concurrent_jobs),
         stopping=threading.Event(),
+        clock=clock,
     )
 
     def ready() -> bool:
         return any(not m.is_adapter for m in registry.models)
 
     supervisor = Supervisor(ctx, settings.batches, ready)
-    return BatchService(settings.batches, store, storage, backend.gate, supervisor, keys)
+    return BatchService(settings.batches, store, storage, backend.gate, supervisor, keys, clock)

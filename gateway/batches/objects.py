@@ -5,6 +5,11 @@ owner is stored with the object and never shown. A batch is stored as a Redis ha
 (``BatchRecord.to_hash`` / ``from_hash``): its fixed part as one JSON field, and the
 fields that change while it runs (status, timestamps, counts, files, errors) apart, so
 that a status change and a progress update never overwrite each other.
+
+Times are whole seconds since the epoch, as OpenAI's. A batch must end within its
+``completion_window`` (24 hours) of ``created_at`` - its ``expires_at`` - or it becomes
+``expired``; a file with an ``expires_at`` is gone from that second on
+(``gateway.batches.expiry``).
 """
 
 from __future__ import annotations
@@ -16,11 +21,28 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 BatchStatus = Literal[
-    "validating", "in_progress", "finalizing", "completed", "failed", "cancelling", "cancelled"
+    "validating",
+    "in_progress",
+    "finalizing",
+    "completed",
+    "failed",
+    "expired",
+    "cancelling",
+    "cancelled",
 ]
 ACTIVE: frozenset[str] = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
-TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
-TIMESTAMPS = ("in_progress", "finalizing", "completed", "failed", "cancelling", "cancelled")
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "expired", "cancelled"})
+#: What may still expire: a batch past its window in another status is ending anyway.
+EXPIRABLE: tuple[str, ...] = ("validating", "in_progress")
+TIMESTAMPS = (
+    "in_progress",
+    "finalizing",
+    "completed",
+    "failed",
+    "expired",
+    "cancelling",
+    "cancelled",
+)
 INPUT_PURPOSE = "batch"
 OUTPUT_PURPOSE = "batch_output"
 COMPLETION_WINDOW_SECONDS = 24 * 3600
@@ -54,6 +76,10 @@ class FileRecord:
     filename: str
     size: int
     created_at: int
+    expires_at: int | None = None
+
+    def expired(self, now: int) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
     def to_openai(self) -> dict[str, Any]:
         return {
@@ -61,7 +87,7 @@ class FileRecord:
             "object": "file",
             "bytes": self.size,
             "created_at": self.created_at,
-            "expires_at": None,
+            "expires_at": self.expires_at,
             "filename": self.filename,
             "purpose": self.purpose,
             "status": "processed",
@@ -101,7 +127,13 @@ class Counts:
 
 @dataclass(frozen=True, slots=True)
 class BatchRecord:
-    """One batch: what was asked (fixed) and how far it got."""
+    """One batch: what was asked (fixed) and how far it got.
+
+    ``output_expires_after``: seconds its output and error files live after they are
+    written (none: until deleted). ``expiring_at``: when its expiry began; an expiring
+    batch goes ``finalizing`` then ``expired``, and whoever finishes a ``finalizing``
+    batch reads this to know which of the two endings it owes.
+    """
 
     id: str
     owner: str
@@ -110,12 +142,22 @@ class BatchRecord:
     created_at: int
     completion_window: str = "24h"
     metadata: dict[str, str] | None = None
+    output_expires_after: int | None = None
     status: str = "validating"
     times: dict[str, int] = field(default_factory=dict)
     counts: Counts = Counts()
     output_file_id: str | None = None
     error_file_id: str | None = None
     errors: list[dict[str, Any]] | None = None
+    expiring_at: int | None = None
+
+    @property
+    def expires_at(self) -> int:
+        return self.created_at + COMPLETION_WINDOW_SECONDS
+
+    def overdue(self, now: int) -> bool:
+        """Past its window and still expirable: it ends ``expired``."""
+        return self.status in EXPIRABLE and now >= self.expires_at
 
     def _fixed(self) -> dict[str, Any]:
         return {
@@ -126,6 +168,7 @@ class BatchRecord:
             "created_at": self.created_at,
             "completion_window": self.completion_window,
             "metadata": self.metadata,
+            "output_expires_after": self.output_expires_after,
         }
 
     def to_hash(self) -> dict[str, str]:
@@ -149,6 +192,7 @@ class BatchRecord:
             output_file_id=fields.get("output_file_id") or None,
             error_file_id=fields.get("error_file_id") or None,
             errors=json.loads(errors) if errors else None,
+            expiring_at=int(fields["expiring_at"]) if "expiring_at" in fields else None,
         )
 
     def to_openai(self) -> dict[str, Any]:
@@ -164,8 +208,7 @@ class BatchRecord:
             "output_file_id": self.output_file_id,
             "error_file_id": self.error_file_id,
             "created_at": self.created_at,
-            "expires_at": self.created_at + COMPLETION_WINDOW_SECONDS,
-            "expired_at": None,
+            "expires_at": self.expires_at,
             **{f"{t}_at": self.times.get(t) for t in TIMESTAMPS},
             "request_counts": self.counts.request_counts(),
             "usage": self.counts.usage(),

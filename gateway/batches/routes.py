@@ -1,11 +1,12 @@
 """OpenAI's Files and Batch API routes (``Authorization: Bearer <key>``)::
 
-    POST   /v1/files                 upload (multipart: file, purpose=batch)
+    POST   /v1/files                 upload (multipart: file, purpose=batch, expires_after)
     GET    /v1/files                 list (purpose, limit, after, order)
     GET    /v1/files/{id}            retrieve
     GET    /v1/files/{id}/content    download
     DELETE /v1/files/{id}            delete
-    POST   /v1/batches               create (input_file_id, endpoint, completion_window)
+    POST   /v1/batches               create (input_file_id, endpoint, completion_window,
+                                     metadata, output_expires_after)
     GET    /v1/batches               list (limit, after), newest first
     GET    /v1/batches/{id}          retrieve
     POST   /v1/batches/{id}/cancel   cancel

@@ -2,19 +2,21 @@
 
 Every file and batch belongs to the API key that created it: any other key is told
 ``404`` for it, exactly as for an id that does not exist, and lists show a key only
-its own. A batch's output and error files belong to the batch's key.
+its own. A batch's output and error files belong to the batch's key. An expired file is
+gone as well: 404, and left out of lists, from its ``expires_at`` on (the supervisor's
+sweep deletes it later; ``gateway.batches.expiry``).
 """
 
 from __future__ import annotations
 
 import os
-import time
-from typing import Any
 
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict
 
 from batch.lines import ENDPOINTS
+from gateway.batches.clock import Clock
+from gateway.batches.expiry import ExpiresAfter
 from gateway.batches.files import FileStorage, receive_upload
 from gateway.batches.jobs import TokenCharger
 from gateway.batches.objects import (
@@ -43,7 +45,7 @@ class CreateBatch(BaseModel):
     endpoint: str
     completion_window: str
     metadata: dict[str, str] | None = None
-    output_expires_after: dict[str, Any] | None = None  # accepted; files are kept until deleted
+    output_expires_after: ExpiresAfter | None = None
 
 
 def _check_metadata(metadata: dict[str, str] | None) -> None:
@@ -84,8 +86,10 @@ class BatchService:
         charger: TokenCharger,
         supervisor: Supervisor,
         keys: KeyStore,
+        clock: Clock,
     ) -> None:
         self.keys = keys
+        self.clock = clock
         self.settings = settings
         self.store = store
         self.storage = storage
@@ -96,13 +100,16 @@ class BatchService:
 
     async def upload(self, request: Request, key: ApiKey) -> FileRecord:
         upload = await receive_upload(request, self.storage, self.settings)
+        created = self.clock.now()
+        ttl = upload.expires_after
         record = FileRecord(
             new_file_id(),
             key.key_id,
             INPUT_PURPOSE,
             upload.filename,
             upload.size,
-            int(time.time()),
+            created,
+            None if ttl is None else created + ttl,
         )
         os.replace(upload.path, self.storage.path(record.id))
         try:
@@ -113,9 +120,9 @@ class BatchService:
         return record
 
     async def file(self, key: ApiKey, file_id: str, *, param: str = "file_id") -> FileRecord:
-        """The key's own file (any other key's, or none: 404 naming ``param``)."""
+        """The key's own file (any other key's, an expired one, or none: 404 naming ``param``)."""
         record = await self.store.get_file(file_id)
-        if record is None or record.owner != key.key_id:
+        if record is None or record.owner != key.key_id or record.expired(self.clock.now()):
             raise NotFound(f"No such File object: {file_id}", param=param)
         return record
 
@@ -136,9 +143,11 @@ class BatchService:
     async def files(
         self, key: ApiKey, *, purpose: str | None, after: str | None, limit: int, order: str
     ) -> tuple[list[FileRecord], bool]:
-        return await self.store.list_files(
+        found, more = await self.store.list_files(
             key.key_id, purpose=purpose, after=after, limit=limit, descending=order == "desc"
         )
+        now = self.clock.now()
+        return [f for f in found if not f.expired(now)], more
 
     # batches
 
@@ -157,9 +166,10 @@ class BatchService:
             owner=key.key_id,
             endpoint=body.endpoint,
             input_file_id=source.id,
-            created_at=int(time.time()),
+            created_at=self.clock.now(),
             completion_window=body.completion_window,
             metadata=body.metadata,
+            output_expires_after=expiry.seconds if (expiry := body.output_expires_after) else None,
         )
         await self.store.create_batch(record)
         self.supervisor.wake()
@@ -182,7 +192,7 @@ class BatchService:
             batch_id,
             "cancelling",
             ["validating", "in_progress"],
-            {"cancelling_at": int(time.time())},
+            {"cancelling_at": self.clock.now()},
         )
         if before not in ("validating", "in_progress", "cancelling", "cancelled"):
             raise InvalidRequest(

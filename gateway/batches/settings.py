@@ -36,6 +36,13 @@ class BatchSettings(BaseModel):
         default=200 * MIB, ge=1, description="Largest upload (413 above it)."
     )
     max_lines: int = Field(default=50_000, ge=1, description="Most requests in one batch file.")
+    input_file_ttl: int | None = Field(
+        default=30 * 24 * 3600,
+        ge=3600,
+        le=30 * 24 * 3600,
+        description="Seconds an uploaded batch file lives when its upload sets no "
+        "expires_after (OpenAI's default: 30 days); null keeps it until deleted.",
+    )
     max_concurrent_jobs: int = Field(
         default=1, ge=1, description="Jobs one gateway process runs at a time (others wait)."
     )

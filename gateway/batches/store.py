@@ -6,9 +6,10 @@ one slot and the scripts stay legal)::
     {prefix}{batches}:file:<id>              STRING  the file's JSON record
     {prefix}{batches}:files:<owner>          ZSET    file id -> time filed (all purposes)
     {prefix}{batches}:files:<owner>:<purpose> ZSET   the same, one purpose
+    {prefix}{batches}:expiring               ZSET    file id -> its expires_at
     {prefix}{batches}:batch:<id>             HASH    the batch (``BatchRecord.to_hash``)
     {prefix}{batches}:batches:<owner>        ZSET    batch id -> time created
-    {prefix}{batches}:active                 ZSET    unfinished batch id -> time created
+    {prefix}{batches}:active                 ZSET    unfinished batch id -> created_at
     {prefix}{batches}:lease:<id>             STRING  the runner holding the job (expires)
 
 Status changes go through ``transition.lua``: a change happens only from the statuses
@@ -26,7 +27,14 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
-from gateway.batches.objects import TERMINAL, BatchRecord, Counts, FileRecord, counts_fields
+from gateway.batches.objects import (
+    COMPLETION_WINDOW_SECONDS,
+    TERMINAL,
+    BatchRecord,
+    Counts,
+    FileRecord,
+    counts_fields,
+)
 from gateway.errors import ServiceUnavailable
 from gateway.quotas.client import BACKEND_ERRORS, bounded
 
@@ -97,6 +105,8 @@ class BatchStore:
             pipe.set(self._key("file", record.id), record.dumps())
             for index in self._file_indexes(record):
                 pipe.zadd(index, {record.id: time.time()}, nx=True)
+            if record.expires_at is not None:
+                pipe.zadd(self._key("expiring"), {record.id: record.expires_at})
             await self._call(pipe.execute())
 
     def _file_indexes(self, record: FileRecord) -> tuple[str, str]:
@@ -112,7 +122,13 @@ class BatchStore:
             pipe.delete(self._key("file", record.id))
             for index in self._file_indexes(record):
                 pipe.zrem(index, record.id)
+            pipe.zrem(self._key("expiring"), record.id)
             await self._call(pipe.execute())
+
+    async def expired_file_ids(self, now: int) -> list[str]:
+        """Files whose ``expires_at`` has come (soonest first)."""
+        found = await self._call(self._redis.zrangebyscore(self._key("expiring"), "-inf", now))
+        return [_text(i) for i in found]
 
     async def list_files(
         self, owner: str, *, purpose: str | None, after: str | None, limit: int, descending: bool
@@ -131,7 +147,7 @@ class BatchStore:
             fields: Any = record.to_hash()
             pipe.hset(self._key("batch", record.id), mapping=fields)
             pipe.zadd(self._key("batches", record.owner), {record.id: time.time()})
-            pipe.zadd(self._key("active"), {record.id: time.time()})
+            pipe.zadd(self._key("active"), {record.id: record.created_at})
             await self._call(pipe.execute())
 
     async def get_batch(self, batch_id: str) -> BatchRecord | None:
@@ -148,6 +164,12 @@ class BatchStore:
     async def active_ids(self) -> list[str]:
         """Unfinished batches, oldest first."""
         return [_text(i) for i in await self._call(self._redis.zrange(self._key("active"), 0, -1))]
+
+    async def overdue_ids(self, now: int) -> list[str]:
+        """Unfinished batches past their completion window at ``now``, oldest first."""
+        latest = now - COMPLETION_WINDOW_SECONDS
+        found = await self._call(self._redis.zrangebyscore(self._key("active"), "-inf", latest))
+        return [_text(i) for i in found]
 
     async def transition(
         self,

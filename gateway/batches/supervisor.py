@@ -9,7 +9,8 @@ first supervisor that looks after its lease expired - the restarted gateway incl
 and a job left by a clean shutdown (its lease released) is resumed at once.
 
 Jobs only start once the model list is known (``ready``): routing a batch's lines
-against an empty list would refuse them all.
+against an empty list would refuse them all. Before each look, the ``Sweeper`` expires
+batches past their completion window that nobody runs, and purges expired files.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from anyio.abc import TaskGroup
 
 from gateway.batches.jobs import JobContext, run_job
 from gateway.batches.settings import BatchSettings
+from gateway.batches.sweeper import Sweeper
 from gateway.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class Supervisor:
         self.settings = settings
         self.ready = ready
         self.token = secrets.token_hex(12)
+        self.sweeper = Sweeper(ctx, self.token, settings.lease_ttl)
         self.running: set[str] = set()
         self._wake = anyio.Event()
         self._idle = anyio.Event()
@@ -62,9 +65,12 @@ class Supervisor:
             await self._idle.wait()
 
     async def _claim(self, group: TaskGroup) -> None:
-        if self.ctx.stopping.is_set() or not self.ready():
+        if self.ctx.stopping.is_set():
             return
         try:
+            await self.sweeper.sweep(self.running)
+            if not self.ready():
+                return
             waiting = [b for b in await self.ctx.store.active_ids() if b not in self.running]
             for batch_id in waiting:
                 if len(self.running) >= self.settings.max_concurrent_jobs:

@@ -24,7 +24,7 @@ from tests.support.shared_redis import SHARED_REDIS_URL
 ADMIN = "admin-key-for-batch-tests"
 TEXT_MODEL = "gemma-3-270m"
 PROMPT_TOKENS, COMPLETION_TOKENS = 5, 2
-FINAL = ("completed", "failed", "cancelled")
+FINAL = ("completed", "failed", "expired", "cancelled")
 
 
 class ScriptedEngine:
