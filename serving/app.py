@@ -28,6 +28,7 @@ from serving.catalog import (
     chat_template_text,
     load_catalog,
 )
+from serving.logs import vllm_logging_env
 from serving.models.store import gemma_home, resolve_source
 from serving.tracing import traces_endpoint, tracing_env
 
@@ -167,20 +168,26 @@ def resources(engine: EngineProfile, target: str, gpu_accelerator: str | None) -
     return {"accelerator_type": gpu_accelerator}
 
 
+def with_env(data: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    """``LLMConfig`` data whose engine processes get ``env`` on top of their own variables."""
+    runtime_env = dict(data.get("runtime_env") or {})
+    runtime_env["env_vars"] = {**(runtime_env.get("env_vars") or {}), **env}
+    return {**data, "runtime_env": runtime_env}
+
+
 def with_tracing(data: dict[str, Any], endpoint: str | None) -> dict[str, Any]:
     """``LLMConfig`` data whose engine exports its spans to ``endpoint`` (if any)."""
     if endpoint is None:
         return data
-    runtime_env = dict(data.get("runtime_env") or {})
-    runtime_env["env_vars"] = {**(runtime_env.get("env_vars") or {}), **tracing_env(endpoint)}
     engine = {**data["engine_kwargs"], "otlp_traces_endpoint": endpoint}
-    return {**data, "engine_kwargs": engine, "runtime_env": runtime_env}
+    return with_env({**data, "engine_kwargs": engine}, tracing_env(endpoint))
 
 
 def llm_config_data(catalog: Catalog, variant: Variant, target: str, home: Path) -> dict[str, Any]:
     """The ``LLMConfig`` of one variant on one target, as plain data.
 
-    ``log_engine_metrics`` exports vLLM's metrics (``ray_vllm_*``) on Ray's metrics port.
+    ``log_engine_metrics`` exports vLLM's metrics (``ray_vllm_*``) on Ray's metrics port;
+    vLLM logs JSON lines (``serving.logs``).
     """
     engine = variant.engines[target]
     gpu = catalog.gpus.get(target)
@@ -199,7 +206,7 @@ def llm_config_data(catalog: Catalog, variant: Variant, target: str, home: Path)
         # Adapters are vLLM static LoRA modules; the server resolves `<id>:<name>` to them.
         data["lora_config"] = {"max_num_adapters_per_replica": len(variant.adapters_for(target))}
         data["server_cls"] = LORA_SERVER_CLS
-    return data
+    return with_env(data, vllm_logging_env())
 
 
 def model_metadata(variant: Variant, target: str) -> dict[str, Any]:
@@ -232,6 +239,10 @@ def serving_args(args: AppArgs) -> dict[str, Any]:
             "ingress_extra_kwargs": {
                 "model_metadata": {v.id: model_metadata(v, profile.target) for v in variants}
             },
+        },
+        # The ingress imports vLLM (its OpenAI protocol), so vLLM logs there too.
+        "ingress_deployment_config": {
+            "ray_actor_options": {"runtime_env": {"env_vars": vllm_logging_env()}}
         },
     }
 

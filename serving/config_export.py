@@ -7,6 +7,8 @@ than from whatever catalog file its image carries, and source paths (``local:``,
 ``fixture:``) resolve on the cluster's own nodes. Fully expanded ``build_openai_app``
 args would freeze this machine's paths and duplicate the builder's logic in YAML.
 
+Serve's controller, proxies and replicas log JSON lines (``serving.logs``).
+
 With a traces endpoint (``gemma-serving serve-config`` takes it from the standard
 ``OTEL_EXPORTER_OTLP_*`` variables) the config also turns on tracing: Ray Serve's
 ``tracing_config``, the OTLP variables in the application's ``runtime_env`` (the replicas
@@ -22,6 +24,7 @@ from typing import Any
 import yaml
 
 from serving.catalog import Catalog, to_data
+from serving.logs import SERVE_LOGGING
 from serving.tracing import serve_tracing_config, tracing_env
 
 BUILDER_IMPORT_PATH = "serving.app:build_app"
@@ -47,10 +50,12 @@ def serve_config(
         "route_prefix": route_prefix,
         "import_path": BUILDER_IMPORT_PATH,
         "args": {"profile": profile, "catalog": to_data(catalog.subset(profile))},
+        "logging_config": dict(SERVE_LOGGING),
     }
     config: dict[str, Any] = {
         "proxy_location": "EveryNode",
         "http_options": {"host": host, "port": port},
+        "logging_config": dict(SERVE_LOGGING),
     }
     if traces_endpoint is not None:
         application["args"]["otlp_traces_endpoint"] = traces_endpoint

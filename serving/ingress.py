@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from ray.serve.llm.ingress import OpenAiIngress
 
+from serving.logs import install_trace_ids
+
 if TYPE_CHECKING:
     from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard, ModelList
     from ray.serve.handle import DeploymentHandle
@@ -43,6 +45,7 @@ class GemmaIngress(OpenAiIngress):
         model_metadata: dict[str, dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
+        install_trace_ids()  # this replica's log lines carry their request's trace id
         metadata = model_metadata or {}
         cards = {
             model_id: card.model_copy(

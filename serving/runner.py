@@ -22,6 +22,7 @@ from pathlib import Path
 from serving.app import AppArgs, adapter_model_id
 from serving.catalog import Catalog, load_catalog
 from serving.config_export import APP_NAME
+from serving.logs import SERVE_LOGGING
 from serving.models.store import gemma_home, is_local_source, resolve_source
 from serving.tracing import serve_tracing_config, traces_endpoint, tracing_env
 
@@ -128,8 +129,15 @@ def start_serving(
     serve.start(
         http_options={"host": host, "port": port},
         tracing_config=serve_tracing_config(endpoint),
+        logging_config=SERVE_LOGGING,
     )
-    serve.run(build_app(args), name=app_name, route_prefix="/", blocking=False)
+    serve.run(
+        build_app(args),
+        name=app_name,
+        route_prefix="/",
+        blocking=False,
+        logging_config=SERVE_LOGGING,
+    )
     return LocalServing(
         profile=profile,
         app_name=app_name,

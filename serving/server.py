@@ -4,7 +4,8 @@
 through the deployment handle (``handle.num_unfinished_requests.remote()``). Operators use it
 to watch a replica drain; the integration tests use it to show that a request abandoned by
 its client stops generating. Chat and completion calls run inside a GenAI span whose
-context vLLM's engine span continues (``serving.genai_span``).
+context vLLM's engine span continues (``serving.genai_span``), and the replica's log lines
+carry the trace id (``serving.logs``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ from ray.llm._internal.serve.core.protocol import RawRequestInfo
 from ray.serve.llm.deployment import LLMServer
 
 from serving.genai_span import traced_call
+from serving.logs import install_trace_ids
 
 
 class GemmaLLMServer(LLMServer):
     """``LLMServer`` with GenAI spans and a read of the engine's in-flight request count."""
+
+    # Ray Serve awaits async constructors; ``LLMServer``'s starts the engine.
+    async def __init__(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[misc]
+        install_trace_ids()  # this replica's log lines carry their request's trace id
+        await super().__init__(*args, **kwargs)
 
     async def chat(
         self, request: Any, raw_request_info: RawRequestInfo | None = None

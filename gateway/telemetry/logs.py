@@ -19,8 +19,14 @@ from typing import Any
 
 from opentelemetry import trace
 
-#: ``LogRecord`` attributes that are not extra fields.
-_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
+#: ``LogRecord`` attributes that are not extra fields (the ids are the formatter's own).
+_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+    "trace_id",
+    "span_id",
+}
 
 
 def trace_ids() -> tuple[str | None, str | None]:

@@ -233,3 +233,54 @@ def test_no_prompt_or_key_reaches_spans_or_logs(
         content = path.read_bytes()
         for secret in (PROMPT, "vermilion-heron", api_key):
             assert secret.encode() not in content, (secret, path)
+
+
+def _json_lines(path: Path) -> list[dict[str, Any]]:
+    """Every line of ``path`` as a JSON object (a line that is not one fails the test)."""
+    lines = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if line.strip():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                pytest.fail(f"{path.name}:{number} is not JSON: {line[:200]}")
+    return lines
+
+
+def _replica_logs(deployment: str) -> list[dict[str, Any]]:
+    """The JSON lines of the Serve replicas of ``deployment`` in the running Ray session."""
+    files = [p for p in _ray_log_files() if p.name.startswith("replica_") and deployment in p.name]
+    assert files, deployment
+    return [line for path in files for line in _json_lines(path)]
+
+
+#: vLLM's text log line (``INFO 11-23 17:30:00 [file.py:12] ...``), which JSON replaces.
+VLLM_TEXT_LINE = re.compile(r"(DEBUG|INFO|WARNING|ERROR) \d\d-\d\d \d\d:\d\d:\d\d \[")
+
+
+def test_serve_and_engine_logs_are_json_lines_with_the_trace_id(
+    gateway_url: str, api_key: str, otlp_receiver: OtlpReceiver
+) -> None:
+    trace_id, client_span = _client_parent()
+    _chat(gateway_url, api_key, f"00-{trace_id}-{client_span}-01", stream=False)
+    _trace(otlp_receiver, trace_id, client_span)  # every replica has finished the request
+
+    # Serve's access line of each replica the request crossed carries its trace id.
+    for deployment in ("GemmaIngress", TEXT_MODEL):
+        lines = _replica_logs(deployment)
+        traced = [line for line in lines if line.get("trace_id") == trace_id]
+        assert traced, (deployment, lines[-3:])
+        assert all(line["request_id"] for line in traced)
+        assert {"levelname", "message", "deployment", "replica"} <= set(traced[-1])
+
+    # vLLM's own lines (its engine start-up, at least) are JSON objects, none text.
+    vllm_lines = []
+    for path in _ray_log_files():
+        if not path.name.startswith("worker-") or path.suffix not in (".out", ".err"):
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            assert not VLLM_TEXT_LINE.match(line), (path.name, line[:200])
+            if line.startswith('{"time"') and '"logger": "vllm' in line:
+                vllm_lines.append(json.loads(line))
+    assert vllm_lines
+    assert {"time", "level", "logger", "message", "trace_id"} <= set(vllm_lines[0])

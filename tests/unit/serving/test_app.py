@@ -16,6 +16,7 @@ from serving.app import (
     serving_args,
 )
 from serving.catalog import Catalog, chat_template_text, load_catalog
+from serving.logs import vllm_logging_env
 
 HOME = Path("/srv/gemma")
 
@@ -58,6 +59,7 @@ def test_cpu_dev_270m(catalog: Catalog) -> None:
         "MALLOC_ARENA_MAX": "2",
         "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
         "VLLM_TARGET_DEVICE": "cpu",
+        **vllm_logging_env(),
     }
     assert "accelerator_type" not in config
 
@@ -131,7 +133,7 @@ def test_gke_l4_engines(catalog: Catalog) -> None:
     twelve = built["gemma-3-12b-it"]
     assert twelve["accelerator_type"] == "L4"
     assert twelve["model_loading_config"]["model_source"] == "google/gemma-3-12b-it"
-    assert "runtime_env" not in twelve
+    assert twelve["runtime_env"] == {"env_vars": vllm_logging_env()}  # JSON logs only
     assert "placement_group_config" not in twelve
     kwargs = twelve["engine_kwargs"]
     assert kwargs["quantization"] == "fp8"

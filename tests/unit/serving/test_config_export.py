@@ -42,6 +42,8 @@ def test_shape_is_a_serve_config_file(catalog: Catalog, profile: str) -> None:
     assert app["import_path"] == BUILDER_IMPORT_PATH == "serving.app:build_app"
     assert app["args"]["profile"] == profile
     assert set(app["args"]) == {"profile", "catalog"}
+    # Serve's controller, proxies and this application's replicas log JSON lines.
+    assert config["logging_config"]["encoding"] == app["logging_config"]["encoding"] == "JSON"
 
 
 @pytest.mark.parametrize("profile", profiles())
@@ -82,6 +84,10 @@ def test_ray_accepts_the_config(catalog: Catalog, profile: str) -> None:
 
     schema = ServeDeploySchema.model_validate(yaml.safe_load(serve_config_yaml(catalog, profile)))
     assert schema.applications[0].import_path == BUILDER_IMPORT_PATH
+    assert schema.logging_config is not None
+    assert schema.logging_config.encoding == "JSON"
+    assert schema.applications[0].logging_config is not None
+    assert schema.applications[0].logging_config.encoding == "JSON"
 
 
 def test_editing_the_catalog_changes_the_export(catalog: Catalog) -> None:
