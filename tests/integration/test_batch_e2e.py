@@ -120,6 +120,22 @@ def _kill_tree(process: subprocess.Popen[bytes]) -> None:
     psutil.wait_procs(children, timeout=60)
 
 
+def _left_in_session(session: int, timeout: float = 60.0) -> list[str]:
+    """Processes still in ``session`` once they have had ``timeout`` seconds to end."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = []
+        for process in psutil.process_iter(["name", "cmdline"]):
+            try:
+                if os.getsid(process.pid) == session:
+                    left.append(" ".join(process.info["cmdline"] or [process.info["name"]]))
+            except (ProcessLookupError, PermissionError):
+                continue
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(1)
+
+
 def _run_until_answered(source: Path, out: Path, log: Path) -> int:
     """Start the job, SIGKILL it once an answered line is written; lines at that point."""
     with log.open("wb") as sink:
@@ -149,9 +165,19 @@ def test_killed_batch_resumes_to_one_line_per_input(tmp_path: Path) -> None:
     written = _run_until_answered(source, out, tmp_path / "first.log")
     assert 0 < written < 200
 
-    second = subprocess.run(_command(source, out), capture_output=True, text=True, timeout=1800)
-    assert second.returncode == 0, second.stdout + second.stderr
-    summary = json.loads(second.stdout.strip().splitlines()[-1])
+    # The second run in a session of its own: once it has exited, nothing it started
+    # (Ray, its Data actors, vLLM's engine processes) may be left in that session.
+    second = subprocess.Popen(
+        _command(source, out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    stdout, stderr = second.communicate(timeout=1800)
+    assert second.returncode == 0, stdout + stderr
+    assert _left_in_session(second.pid) == []
+    summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["total"] == 200
     assert summary["done"] == 200
     assert summary["skipped"] >= written

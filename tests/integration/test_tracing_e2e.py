@@ -273,12 +273,16 @@ def test_serve_and_engine_logs_are_json_lines_with_the_trace_id(
         assert all(line["request_id"] for line in traced)
         assert {"levelname", "message", "deployment", "replica"} <= set(traced[-1])
 
-    # vLLM's own lines (its engine start-up, at least) are JSON objects, none text.
+    # vLLM's own lines in the Serve replicas' processes (the engine's start-up, at least)
+    # are JSON objects, none text. Ray writes each worker's actor name into its files.
     vllm_lines = []
     for path in _ray_log_files():
         if not path.name.startswith("worker-") or path.suffix not in (".out", ".err"):
             continue
-        for line in path.read_text(errors="replace").splitlines():
+        lines = path.read_text(errors="replace").splitlines()
+        if not any(line.startswith(":actor_name:ServeReplica:") for line in lines[:3]):
+            continue  # not the Serve application's (the Batch API's Ray Data stages, ...)
+        for line in lines:
             assert not VLLM_TEXT_LINE.match(line), (path.name, line[:200])
             if line.startswith('{"time"') and '"logger": "vllm' in line:
                 vllm_lines.append(json.loads(line))
