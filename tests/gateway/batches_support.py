@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 from fastapi import FastAPI
 
 from batch.engine import EngineResult
 from batch.requests import PromptRequest
 from gateway.app import create_app
 from gateway.batches.service import BatchService
+from gateway.quotas.keys import ScopeKeys
 from gateway.settings import GatewaySettings
 from tests.support.servers import serve_in_thread
 from tests.support.shared_redis import SHARED_REDIS_URL
@@ -24,6 +26,7 @@ from tests.support.shared_redis import SHARED_REDIS_URL
 ADMIN = "admin-key-for-batch-tests"
 TEXT_MODEL = "gemma-3-270m"
 PROMPT_TOKENS, COMPLETION_TOKENS = 5, 2
+TOKENS_PER_LINE = PROMPT_TOKENS + COMPLETION_TOKENS
 FINAL = ("completed", "failed", "expired", "cancelled")
 
 
@@ -180,3 +183,13 @@ def lines_of(client: httpx.Client, key: dict[str, str], file_id: str) -> list[di
     content = client.get(f"/v1/files/{file_id}/content", headers=auth(key))
     assert content.status_code == 200, content.text
     return [json.loads(line) for line in content.text.splitlines()]
+
+
+def day_used(prefix: str, key_id: str) -> int:
+    """Tokens charged to the key's day so far, read from Redis."""
+    client = redis.Redis.from_url(SHARED_REDIS_URL)
+    try:
+        used = client.hget(ScopeKeys(prefix, key_id).charge[0], "used")
+    finally:
+        client.close()
+    return int(used or 0)

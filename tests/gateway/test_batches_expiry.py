@@ -20,17 +20,16 @@ from fastapi import FastAPI
 from openai import BadRequestError, OpenAI
 
 from gateway.batches.expiry import EXPIRED_CODE, expire_unanswered
-from gateway.quotas.keys import ScopeKeys
 from tests.gateway.batches_support import (
-    COMPLETION_TOKENS,
-    PROMPT_TOKENS,
     TEXT_MODEL,
+    TOKENS_PER_LINE,
     ScriptedEngine,
     auth,
     batch_file,
     chat_line,
     create_batch,
     create_key,
+    day_used,
     finished,
     lines_of,
     running_gateway,
@@ -44,7 +43,6 @@ from tests.support.stub_upstream import StubUpstream
 
 HOUR = 3600
 DAY = 24 * HOUR
-TOKENS_PER_LINE = PROMPT_TOKENS + COMPLETION_TOKENS
 
 
 @pytest.fixture
@@ -56,15 +54,6 @@ def prefix() -> Iterator[str]:
 def _ahead(app: FastAPI, seconds: int) -> None:
     """From now on the Batch API's clock reads ``seconds`` later than the machine's."""
     service(app).clock.source = lambda: time.time() + seconds
-
-
-def _day_used(prefix: str, key_id: str) -> int:
-    client = redis.Redis.from_url(SHARED_REDIS_URL)
-    try:
-        used = client.hget(ScopeKeys(prefix, key_id).charge[0], "used")
-    finally:
-        client.close()
-    return int(used or 0)
 
 
 def _wait_until(condition: Any, what: str, timeout: float = 30) -> None:
@@ -102,7 +91,7 @@ def test_a_running_batch_expires_at_its_next_block_keeping_its_answers(
         expired = _expired_lines(http, key, batch["error_file_id"])
         assert expired == [f"c-{i}" for i in range(4, 10)]
         assert batch["usage"]["total_tokens"] == 4 * TOKENS_PER_LINE
-        assert _day_used(prefix, key["id"]) == 4 * TOKENS_PER_LINE
+        assert day_used(prefix, key["id"]) == 4 * TOKENS_PER_LINE
         refused = http.post(f"/v1/batches/{created['id']}/cancel", headers=auth(key))
         assert refused.json()["error"]["code"] == "batch_not_cancellable"
     assert not (tmp_path / "jobs" / f"{created['id']}.jsonl").exists()
@@ -126,7 +115,7 @@ def test_a_batch_waiting_for_a_runner_expires_without_running(
         assert batch["request_counts"] == {"total": 3, "completed": 0, "failed": 3}
         assert batch["output_file_id"] is None
         assert _expired_lines(http, key, batch["error_file_id"]) == ["c-0", "c-1", "c-2"]
-        assert _day_used(prefix, key["id"]) == 0
+        assert day_used(prefix, key["id"]) == 0
         go.append(True)
         wait_for(http, key, first, finished)
     assert engine.calls == [(TEXT_MODEL, ["c-0", "c-1"])]  # the second batch never ran

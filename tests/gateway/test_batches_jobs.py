@@ -14,16 +14,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from gateway.quotas.keys import ScopeKeys
 from tests.gateway.batches_support import (
-    COMPLETION_TOKENS,
-    PROMPT_TOKENS,
     TEXT_MODEL,
+    TOKENS_PER_LINE,
     ScriptedEngine,
     auth,
     batch_file,
     create_batch,
     create_key,
+    day_used,
     finished,
     lines_of,
     running_gateway,
@@ -35,22 +34,11 @@ from tests.gateway.batches_support import (
 from tests.support.shared_redis import SHARED_REDIS_URL, unique_prefix
 from tests.support.stub_upstream import StubUpstream
 
-TOKENS_PER_LINE = PROMPT_TOKENS + COMPLETION_TOKENS
-
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
     with unique_prefix("batches-jobs") as name:
         yield name
-
-
-def _day_used(prefix: str, key_id: str) -> int:
-    client = redis.Redis.from_url(SHARED_REDIS_URL)
-    try:
-        used = client.hget(ScopeKeys(prefix, key_id).charge[0], "used")
-    finally:
-        client.close()
-    return int(used or 0)
 
 
 def test_tokens_are_charged_to_the_key_day(stub: StubUpstream, tmp_path: Path, prefix: str) -> None:
@@ -60,10 +48,10 @@ def test_tokens_are_charged_to_the_key_day(stub: StubUpstream, tmp_path: Path, p
         file_id = upload(http, key, batch_file(6))["id"]
         batch = wait_for(http, key, create_batch(http, key, file_id)["id"], finished)
         assert batch["status"] == "completed"
-        assert _day_used(prefix, key["id"]) == 6 * TOKENS_PER_LINE
+        assert day_used(prefix, key["id"]) == 6 * TOKENS_PER_LINE
         assert batch["usage"]["total_tokens"] == 6 * TOKENS_PER_LINE
         other = create_key(http, tokens_per_day=1000)
-        assert _day_used(prefix, other["id"]) == 0
+        assert day_used(prefix, other["id"]) == 0
 
 
 def test_a_spent_day_stops_the_batch_and_refuses_new_ones(
@@ -78,7 +66,7 @@ def test_a_spent_day_stops_the_batch_and_refuses_new_ones(
         assert batch["errors"]["data"][0]["code"] == "insufficient_quota"
         assert batch["request_counts"] == {"total": 8, "completed": 4, "failed": 0}
         assert len(lines_of(http, key, batch["output_file_id"])) == 4
-        assert _day_used(prefix, key["id"]) == 4 * TOKENS_PER_LINE
+        assert day_used(prefix, key["id"]) == 4 * TOKENS_PER_LINE
         refused = http.post(
             "/v1/batches",
             json={
@@ -177,7 +165,7 @@ def test_a_restarted_gateway_resumes_the_job_where_it_stopped(
     with running_gateway(gateway_settings, ScriptedEngine()) as (_, http):
         output = lines_of(http, key, batch["output_file_id"])
     assert sorted(r["custom_id"] for r in output) == [f"c-{i}" for i in range(8)]
-    assert _day_used(prefix, key["id"]) == 8 * TOKENS_PER_LINE
+    assert day_used(prefix, key["id"]) == 8 * TOKENS_PER_LINE
 
 
 def test_a_job_whose_runner_died_waits_for_its_lease_then_resumes(
