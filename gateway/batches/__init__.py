@@ -13,6 +13,7 @@ A request goes ``routes`` (HTTP, auth) -> ``service`` (ownership, validation) ->
     expiry      expires_after policies; the batch_expired lines of an expired batch
     jobs        one job: validate, ``batch.runner.run_batch`` in a thread, finalize
     guard       the engine wrapper that charges, cancels and stops a run between blocks
+    charges     the journal's tokens charged to the key's day exactly once (reconciled)
     tally       counts from the output journal; its split into output and error files
     finalize    the end of a job: output files, final status
     planner     lines routed like gateway requests of the batch's key

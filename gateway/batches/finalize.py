@@ -4,6 +4,10 @@ Finalizing can run twice (a runner that died while finalizing, a race with a can
 the output files have ids fixed by the batch id, so a second pass rewrites the same
 files, and only the status change that is still allowed happens.
 
+Before the final status, the batch's key is charged what the journal holds beyond what
+the batch was charged (``charges``): a runner that died between journalling a block and
+charging it leaves that to this reconcile, and a second pass finds nothing owed.
+
 An expiry (``expire``) first claims the batch with the same atomic status change
 (``validating | in_progress -> finalizing``, marked ``expiring_at``), so a cancel or the
 runner's own ending cannot also win; it then journals the ``batch_expired`` lines and
@@ -20,6 +24,7 @@ from dataclasses import replace
 
 import anyio
 
+from gateway.batches.charges import BatchCharges
 from gateway.batches.clock import Clock
 from gateway.batches.expiry import expire_unanswered
 from gateway.batches.files import FileStorage
@@ -35,18 +40,21 @@ from gateway.batches.objects import (
     output_file_ids,
 )
 from gateway.batches.store import BatchStore
-from gateway.batches.tally import split_journal
+from gateway.batches.tally import Usage, split_journal
 
 log = logging.getLogger(__name__)
 
 
 class Finalizer:
-    """Ends batches: output files from the journal, then the final status."""
+    """Ends batches: output files from the journal, its tokens charged, the final status."""
 
-    def __init__(self, store: BatchStore, storage: FileStorage, clock: Clock) -> None:
+    def __init__(
+        self, store: BatchStore, storage: FileStorage, clock: Clock, charges: BatchCharges
+    ) -> None:
         self.store = store
         self.storage = storage
         self.clock = clock
+        self.charges = charges
 
     def _output_record(self, record: BatchRecord, file_id: str, kind: str) -> FileRecord:
         created = self.clock.now()
@@ -61,9 +69,9 @@ class Finalizer:
             None if ttl is None else created + ttl,
         )
 
-    async def _output_files(self, record: BatchRecord) -> tuple[Counts, dict[str, str]]:
+    async def _output_files(self, record: BatchRecord) -> tuple[Counts, Usage, dict[str, str]]:
         out_id, err_id = output_file_ids(record.id)
-        counts: Counts = await anyio.to_thread.run_sync(
+        counts, usage = await anyio.to_thread.run_sync(
             split_journal,
             self.storage.journal(record.id),
             self.storage.path(out_id),
@@ -75,7 +83,7 @@ class Finalizer:
             if self.storage.path(file_id).exists():
                 await self.store.put_file(self._output_record(record, file_id, kind))
                 kept[f"{field}_file_id"] = file_id
-        return counts, kept
+        return counts, usage, kept
 
     async def finalize(
         self,
@@ -85,8 +93,12 @@ class Finalizer:
         allowed: Sequence[str],
         errors: list[dict[str, str | int | None]] | None = None,
     ) -> None:
-        """Write the output and error files and end the batch in ``status`` (if ``allowed``)."""
-        counts, files = await self._output_files(record)
+        """Write the output and error files and end the batch in ``status`` (if ``allowed``).
+
+        The journal's tokens not charged yet are charged before the status changes.
+        """
+        counts, usage, files = await self._output_files(record)
+        await self.charges.settle_owner(record, usage)
         fields: dict[str, str | int] = {
             f"{status}_at": self.clock.now(),
             "output_file_id": "",

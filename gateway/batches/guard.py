@@ -3,8 +3,10 @@
 ``batch.runner.run_batch`` journals each result block before it asks the engine for the
 next one, so the moment the wrapped ``run`` resumes after a ``yield`` is the moment the
 previous block became durable. ``GuardedEngine`` calls its ``JobControl`` there (and
-before a variant starts): the control charges the block's tokens and raises one of the
-exceptions below to end the run; everything journalled so far stays done.
+before a variant starts): the control charges what the journal then holds and was not
+charged yet (``gateway.batches.charges``; a runner that dies before it does leaves the
+charge to the next reconcile, so a journalled block is charged once), and raises one of
+the exceptions below to end the run; everything journalled so far stays done.
 
     JobStopped        the run ends early
     ├── JobCancelled  the batch was cancelled: finalize what is done
@@ -47,11 +49,6 @@ class JobControl(Protocol):
     def after(self, variant: str, block: Sequence[EngineResult], more: bool) -> None:
         """Called once ``block`` is journalled; ``more`` when requests of ``variant`` remain."""
         ...
-
-
-def tokens_of(block: Sequence[EngineResult]) -> int:
-    """Tokens an answered block used (engine errors used none)."""
-    return sum(r.prompt_tokens + r.completion_tokens for r in block if r.error is None)
 
 
 class GuardedEngine:

@@ -10,11 +10,14 @@
 
 The run itself is ``batch.runner.run_batch`` in a worker thread with the journal
 ``jobs/<batch id>.jsonl``: a job that resumes (after a restart, or on another replica)
-skips every line its journal already answers. Between blocks ``BlockControl`` charges the
-tokens to the owner's day, publishes the counts, and ends the run when the batch is
+skips every line its journal already answers. Between blocks ``BlockControl`` publishes
+the counts, charges the owner's day what the journal holds beyond what the batch was
+charged (``charges``: a block journalled by a runner that died before charging it is
+charged by the next reconcile, none twice), and ends the run when the batch is
 cancelled, past its window, the day's tokens are spent, or this runner must stop
-(shutdown or lost lease; the job is then left as it is for the next runner). Finalizing
-splits the journal into the output and error files, which belong to the batch's owner.
+(shutdown or lost lease; the job is then left as it is for the next runner). Before a
+variant starts it reconciles the whole journal. Finalizing splits the journal into the
+output and error files, which belong to the batch's owner, and reconciles once more.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import anyio
 from anyio import from_thread
@@ -32,6 +34,7 @@ from anyio import from_thread
 from batch.engine import BatchEngine, EngineResult
 from batch.requests import RequestPlanner
 from batch.runner import Progress, read_lines, run_batch
+from gateway.batches.charges import BatchCharges, KeyLookup
 from gateway.batches.clock import Clock
 from gateway.batches.files import FileStorage
 from gateway.batches.finalize import Finalizer
@@ -40,11 +43,10 @@ from gateway.batches.guard import (
     JobCancelled,
     JobExpired,
     JobInterrupted,
-    tokens_of,
 )
 from gateway.batches.objects import ACTIVE, BatchRecord, Counts, counts_fields
 from gateway.batches.store import BatchStore
-from gateway.batches.tally import JournalTally
+from gateway.batches.tally import JournalTally, Usage
 from gateway.errors import NotFound, QuotaExhausted, ServiceUnavailable
 from gateway.quotas.gate import DayCharge
 from gateway.quotas.protocol import ApiKey
@@ -54,18 +56,6 @@ log = logging.getLogger(__name__)
 EngineFactory = Callable[[], BatchEngine]
 
 
-class TokenCharger(Protocol):
-    async def charge(self, key: ApiKey, model: str, tokens: int) -> DayCharge:
-        """Add spent tokens to the key's day (0 only reads it); see ``RedisQuotaGate``."""
-        ...
-
-
-class KeyLookup(Protocol):
-    async def get(self, key_id: str) -> ApiKey:
-        """The key with this id, revoked ones too (``NotFound`` otherwise)."""
-        ...
-
-
 @dataclass
 class JobContext:
     """What every job of one gateway process shares."""
@@ -73,7 +63,7 @@ class JobContext:
     store: BatchStore
     storage: FileStorage
     keys: KeyLookup
-    charger: TokenCharger
+    charges: BatchCharges
     engines: EngineFactory
     planner_for: Callable[[ApiKey, str], RequestPlanner]
     finalizer: Finalizer
@@ -83,13 +73,25 @@ class JobContext:
 
 
 class BlockControl:
-    """The ``JobControl`` of one run: its calls cross from the job's thread to the loop."""
+    """The ``JobControl`` of one run: its calls cross from the job's thread to the loop.
 
-    def __init__(self, ctx: JobContext, batch_id: str, key: ApiKey, lost: threading.Event) -> None:
+    What it charges is read from the journal (``tally``, shared with the run's
+    ``StoreProgress``), never from the blocks: the journal is what a resumed job skips.
+    """
+
+    def __init__(
+        self,
+        ctx: JobContext,
+        batch_id: str,
+        key: ApiKey,
+        lost: threading.Event,
+        tally: JournalTally,
+    ) -> None:
         self.ctx = ctx
         self.batch_id = batch_id
         self.key = key
         self.lost = lost
+        self.tally = tally
 
     async def _check(self, day: DayCharge) -> None:
         if self.ctx.stopping.is_set() or self.lost.is_set():
@@ -105,19 +107,26 @@ class BlockControl:
                 retry_after=day.reset,
             )
 
-    async def _before(self, variant: str) -> None:
-        await self._check(await self.ctx.charger.charge(self.key, variant, 0))
+    async def _before(self, variant: str, usage: Usage) -> None:
+        charges = self.ctx.charges
+        await charges.settle_all(self.key, self.batch_id, usage)
+        await self._check(await charges.settle(self.key, self.batch_id, usage, variant))
 
-    async def _after(self, variant: str, block: Sequence[EngineResult], more: bool) -> None:
-        day = await self.ctx.charger.charge(self.key, variant, tokens_of(block))
+    async def _after(self, variant: str, usage: Usage, more: bool) -> None:
+        day = await self.ctx.charges.settle(self.key, self.batch_id, usage, variant)
         if more:
             await self._check(day)
 
+    def _usage(self) -> Usage:
+        """The journal's usage now (read in the job's thread)."""
+        self.tally.update()
+        return dict(self.tally.usage)
+
     def before(self, variant: str) -> None:
-        from_thread.run(self._before, variant)
+        from_thread.run(self._before, variant, self._usage())
 
     def after(self, variant: str, block: Sequence[EngineResult], more: bool) -> None:
-        from_thread.run(self._after, variant, block, more)
+        from_thread.run(self._after, variant, self._usage(), more)
 
 
 class StoreProgress(Progress):
@@ -173,14 +182,12 @@ async def _start(ctx: JobContext, record: BatchRecord) -> BatchRecord | None:
 def _run(
     ctx: JobContext, record: BatchRecord, planner: RequestPlanner, control: BlockControl
 ) -> None:
-    journal = ctx.storage.journal(record.id)
-    tally = JournalTally(journal, record.counts.total)
     run_batch(
         ctx.storage.path(record.input_file_id),
-        journal,
+        control.tally.path,
         planner=planner,
         engine_factory=lambda: GuardedEngine(ctx.engines(), control),
-        progress=StoreProgress(ctx.store, record.id, tally),
+        progress=StoreProgress(ctx.store, record.id, control.tally),
     )
 
 
@@ -215,7 +222,8 @@ async def run_job(
     started = await _start(ctx, record) if key is not None else None
     if key is None or started is None:
         return
-    control = BlockControl(ctx, batch_id, key, lost)
+    tally = JournalTally(ctx.storage.journal(batch_id), started.counts.total)
+    control = BlockControl(ctx, batch_id, key, lost, tally)
     planner = ctx.planner_for(key, started.endpoint)
     await _run_thread(ctx, started, planner, control, thread_done)
 

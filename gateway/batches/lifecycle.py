@@ -7,6 +7,7 @@ import threading
 import anyio
 
 from batch.requests import RequestPlanner
+from gateway.batches.charges import BatchCharges
 from gateway.batches.clock import Clock
 from gateway.batches.engine import ServeEngines
 from gateway.batches.files import FileStorage
@@ -37,6 +38,7 @@ def build_batches(
     )
     storage = FileStorage(settings.batches.files_dir)
     clock = Clock()
+    charges = BatchCharges(backend.gate, backend.keys)
 
     def planner_for(key: ApiKey, endpoint: str) -> RequestPlanner:
         return KeyedPlanner(
@@ -52,10 +54,10 @@ def build_batches(
         store=store,
         storage=storage,
         keys=backend.keys,
-        charger=backend.gate,
+        charges=charges,
         engines=engines or ServeEngines(settings.batches),
         planner_for=planner_for,
-        finalizer=Finalizer(store, storage, clock),
+        finalizer=Finalizer(store, storage, clock, charges),
         limiter=anyio.CapacityLimiter(settings.batches.max_concurrent_jobs),
         stopping=threading.Event(),
         clock=clock,

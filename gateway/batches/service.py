@@ -15,10 +15,10 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict
 
 from batch.lines import ENDPOINTS
+from gateway.batches.charges import TokenCharger
 from gateway.batches.clock import Clock
 from gateway.batches.expiry import ExpiresAfter
 from gateway.batches.files import FileStorage, receive_upload
-from gateway.batches.jobs import TokenCharger
 from gateway.batches.objects import (
     INPUT_PURPOSE,
     BatchRecord,

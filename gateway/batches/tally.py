@@ -3,7 +3,9 @@
 The journal (``batch.journal``) is appended in whole, fsync'd lines, so a reader that
 stops at the last newline sees only complete records. ``JournalTally`` reads just the
 bytes added since it last looked; ``split_journal`` writes the OpenAI output file
-(answered lines) and error file (every line with an ``error``) when a batch ends.
+(answered lines) and error file (every line with an ``error``) when a batch ends. Both
+also sum the tokens of the answered lines per model (``Usage``): what the batch's key is
+charged (``gateway.batches.charges``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,17 @@ from typing import Any
 from batch.journal import scan
 from gateway.batches.objects import Counts
 
+#: Tokens of a journal's answered lines, per model that answered them.
+Usage = dict[str, int]
+
+
+def _body(record: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = (record.get("response") or {}).get("body") or {}
+    return body
+
 
 def _usage(record: dict[str, Any]) -> tuple[int, int]:
-    body = (record.get("response") or {}).get("body") or {}
-    usage = body.get("usage") or {}
+    usage = _body(record).get("usage") or {}
     return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
@@ -41,18 +50,27 @@ def add(counts: Counts, record: dict[str, Any]) -> Counts:
     )
 
 
+def add_usage(usage: Usage, record: dict[str, Any]) -> None:
+    """Add one journal record's tokens to ``usage`` (error lines spent none)."""
+    if _answered(record):
+        model = str(_body(record).get("model") or "")
+        usage[model] = usage.get(model, 0) + sum(_usage(record))
+
+
 class JournalTally:
-    """Running counts of a journal that grows (``total`` is the input's request count)."""
+    """Running counts and usage of a journal that grows (``total``: the input's requests)."""
 
     def __init__(self, path: Path, total: int) -> None:
         self.path = path
         self.offset = 0
         self.counts = Counts(total=total)
+        self.usage: Usage = {}
 
     def restart(self) -> None:
         """Count from the start again (the journal may have lost a torn tail)."""
         self.offset = 0
         self.counts = Counts(total=self.counts.total)
+        self.usage = {}
 
     def update(self) -> Counts:
         if not self.path.exists():
@@ -62,14 +80,17 @@ class JournalTally:
             data = handle.read()
         complete = data[: data.rfind(b"\n") + 1]
         for line in complete.splitlines():
-            self.counts = add(self.counts, json.loads(line))
+            record = json.loads(line)
+            self.counts = add(self.counts, record)
+            add_usage(self.usage, record)
         self.offset += len(complete)
         return self.counts
 
 
-def split_journal(journal: Path, output: Path, errors: Path, total: int) -> Counts:
+def split_journal(journal: Path, output: Path, errors: Path, total: int) -> tuple[Counts, Usage]:
     """Write the output and error files from a journal; empty ones are not kept."""
     counts = Counts(total=total)
+    usage: Usage = {}
     _, intact = scan(journal)  # a torn tail was never acknowledged: leave it out
     with output.open("wb") as answered, errors.open("wb") as failed:
         if intact:
@@ -81,6 +102,7 @@ def split_journal(journal: Path, output: Path, errors: Path, total: int) -> Coun
                         break
                     record = json.loads(line)
                     counts = add(counts, record)
+                    add_usage(usage, record)
                     (answered if _answered(record) else failed).write(line)
         for written in (answered, failed):
             written.flush()
@@ -88,4 +110,4 @@ def split_journal(journal: Path, output: Path, errors: Path, total: int) -> Coun
     for path in (output, errors):
         if path.stat().st_size == 0:
             path.unlink()
-    return counts
+    return counts, usage

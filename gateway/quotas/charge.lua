@@ -1,22 +1,40 @@
 -- Charge tokens already spent (a batch job's answered requests) to the tokens-per-day
 -- window of one scope, on Redis's clock; 0 tokens only reads the window.
 --
+-- With a second key, the tokens are an account's total: everything one batch job has
+-- spent in this scope so far. The account's record (KEYS[2]) holds what it was charged;
+-- only what the total exceeds it by is added to the day, and the record becomes the
+-- total in this same call, so charging a total again (a resumed job) adds nothing and
+-- a total below the record takes nothing back.
+--
 -- KEYS[1] tpd HASH (as in admit.lua: day -> day index, used -> tokens charged that day)
--- ARGV: tokens, tpd limit (-1 = unlimited), day (us)
--- Reply: {tokens used today, tokens remaining today (-1 = unlimited), us until the day ends}
+-- KEYS[2] (optional) the account's record STRING: tokens it was charged in this scope
+-- ARGV: tokens, tpd limit (-1 = unlimited), day (us), record ttl (ms, with KEYS[2])
+-- Reply: {tokens used today, tokens remaining today (-1 = unlimited), us until the day
+--         ends, tokens this call added}
 
 local tokens = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local day_len = tonumber(ARGV[3])
 
+local function int(x)
+  return string.format('%d', x)
+end
+
+if #KEYS > 1 then
+  local charged = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if tokens > charged then
+    redis.call('SET', KEYS[2], int(tokens), 'PX', ARGV[4])
+  else
+    redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  end
+  tokens = math.max(0, tokens - charged)
+end
+
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local day = math.floor(now / day_len)
 local day_end = (day + 1) * day_len
-
-local function int(x)
-  return string.format('%d', x)
-end
 
 local used = 0
 local record = redis.call('HMGET', KEYS[1], 'day', 'used')
@@ -28,4 +46,4 @@ if tokens > 0 then
 end
 local remaining = -1
 if limit >= 0 then remaining = math.max(0, limit - used) end
-return {int(used), int(remaining), int(day_end - now)}
+return {int(used), int(remaining), int(day_end - now), int(tokens)}

@@ -14,6 +14,8 @@ reservation only over-counts (it stays at the reserved estimate).
 
 ``charge`` is the path of work admitted elsewhere (batch jobs): it adds tokens already
 spent to the key's tokens-per-day window and says what is left of the day.
+``charge_total`` is its idempotent form: given all an account (one batch job) has spent
+so far, it adds only what was not charged yet, and records the new total in the same call.
 """
 
 from __future__ import annotations
@@ -49,11 +51,15 @@ def _limit(value: int | None) -> int:
 
 @dataclass(frozen=True, slots=True)
 class DayCharge:
-    """A scope's tokens-per-day window after a charge (``remaining`` None: unlimited)."""
+    """A scope's tokens-per-day window after a charge (``remaining`` None: unlimited).
+
+    ``charged``: the tokens this charge added to the day.
+    """
 
     used: int
     remaining: int | None
     reset: float
+    charged: int = 0
 
     @property
     def exhausted(self) -> bool:
@@ -169,15 +175,38 @@ class RedisQuotaGate:
         """
         scope, limits = scope_for(key, model)
         args = [max(0, int(tokens)), _limit(limits.tokens_per_day), _us(self._settings.day_seconds)]
-        keys = self._keys(scope).charge
+        return await self._charge_call(self._keys(scope).charge, args)
+
+    async def charge_total(
+        self, key: ApiKey, model: str, account: str, total: int, keep: float
+    ) -> DayCharge:
+        """Bring what ``account`` was charged on ``model``'s scope up to ``total``, atomically.
+
+        ``total`` is everything ``account`` (a batch job's id) has spent in the scope so far.
+        Only what it exceeds the account's record by is added to the key's day, and the
+        record becomes ``total`` in the same Lua call: charging a total twice adds it once,
+        and a smaller total adds nothing. The record lives beside the day counter (the
+        scope's Cluster slot) until ``keep`` seconds after its last charge. Raises as
+        ``charge`` does.
+        """
+        scope, limits = scope_for(key, model)
+        args = [
+            max(0, int(total)),
+            _limit(limits.tokens_per_day),
+            _us(self._settings.day_seconds),
+            max(1, round(keep * 1000)),
+        ]
+        return await self._charge_call(self._keys(scope).charged(account), args)
+
+    async def _charge_call(self, keys: list[str], args: list[int]) -> DayCharge:
         try:
             reply = await bounded(self._charge(keys=keys, args=args), self._settings.timeout)
         except BACKEND_ERRORS as exc:
             self._note(False, exc)
             raise QuotaBackendUnavailable("The quota backend is unavailable.") from exc
         self._note(True)
-        used, remaining, reset_us = (int(v) for v in reply)
-        return DayCharge(used, None if remaining < 0 else remaining, reset_us / 1_000_000)
+        used, remaining, reset_us, charged = (int(v) for v in reply)
+        return DayCharge(used, None if remaining < 0 else remaining, reset_us / 1_000_000, charged)
 
     async def healthy(self) -> bool:
         """Whether Redis answers a PING within the timeout."""

@@ -46,6 +46,10 @@ class ScopeKeys:
         """KEYS of charge.lua."""
         return [self._key("tpd")]
 
+    def charged(self, account: str) -> list[str]:
+        """KEYS of charge.lua charging an account's total (a batch job's, by its id)."""
+        return [self._key("tpd"), self._key(f"charged:{account}")]
+
     @property
     def renew(self) -> list[str]:
         """KEYS of renew.lua."""

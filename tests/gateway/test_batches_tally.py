@@ -12,8 +12,8 @@ from gateway.batches.tally import JournalTally, split_journal
 from gateway.errors import InvalidRequest
 
 
-def _answered(custom_id: str) -> str:
-    record = result_record("chat", "m", EngineResult(custom_id, "hi", 3, 2))
+def _answered(custom_id: str, model: str = "m") -> str:
+    record = result_record("chat", model, EngineResult(custom_id, "hi", 3, 2))
     return json.dumps(record) + "\n"
 
 
@@ -30,23 +30,29 @@ def test_the_tally_reads_only_complete_new_lines(tmp_path: Path) -> None:
     with journal.open("a") as handle:
         handle.write(_answered("c")[10:])
     assert tally.update() == Counts(4, completed=2, failed=1, input_tokens=6, output_tokens=4)
+    assert tally.usage == {"m": 10}
     tally.restart()
     assert tally.update().completed == 2
+    assert tally.usage == {"m": 10}
 
 
 def test_split_keeps_answers_and_errors_apart_and_drops_a_torn_tail(tmp_path: Path) -> None:
     journal = tmp_path / "job.jsonl"
-    journal.write_text(_answered("a") + _refused("b") + _answered("c") + '{"custom_id": "d", "re')
+    journal.write_text(_answered("a") + _refused("b") + _answered("c", "n") + '{"custom_id": "d')
     output, errors = tmp_path / "out", tmp_path / "err"
-    counts = split_journal(journal, output, errors, total=5)
+    counts, usage = split_journal(journal, output, errors, total=5)
     assert counts == Counts(5, completed=2, failed=1, input_tokens=6, output_tokens=4)
+    assert usage == {"m": 5, "n": 5}  # per model; the refused line and the torn tail spent none
     assert [json.loads(line)["custom_id"] for line in output.read_text().splitlines()] == ["a", "c"]
     assert [json.loads(line)["custom_id"] for line in errors.read_text().splitlines()] == ["b"]
 
 
 def test_split_writes_no_empty_files(tmp_path: Path) -> None:
     output, errors = tmp_path / "out", tmp_path / "err"
-    assert split_journal(tmp_path / "never-written.jsonl", output, errors, total=3) == Counts(3)
+    assert split_journal(tmp_path / "never-written.jsonl", output, errors, total=3) == (
+        Counts(3),
+        {},
+    )
     assert not output.exists()
     assert not errors.exists()
     journal = tmp_path / "job.jsonl"
