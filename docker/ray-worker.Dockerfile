@@ -1,8 +1,11 @@
 # syntax=docker/dockerfile:1
 # The Ray image of the RayService (head and GPU workers): Ray's ray-llm image (Ray Serve
 # LLM with the CUDA build of vLLM) plus the gemma-serving package, whose
-# serving.app:build_app is the import_path of the generated serveConfigV2. Build from
-# the repository root:
+# serving.app:build_app is the import_path of the generated serveConfigV2. With the Batch
+# API on, the chart also runs the gateway from this image (uvicorn, with the log
+# configuration written below): a Ray Client needs the cluster's Ray and Python versions,
+# and the jobs' code (batch, Ray Data LLM) must import on both sides. Build from the
+# repository root:
 #   docker build -f docker/ray-worker.Dockerfile -t REGISTRY/gemma-serving/ray-worker:TAG .
 # Keep the base image on the Ray version of the chart (serving.rayVersion) and of
 # pyproject's `gpu` extra.
@@ -24,6 +27,7 @@ COPY --chown=1000:100 pyproject.toml README.md ./
 COPY --chown=1000:100 gateway ./gateway
 COPY --chown=1000:100 serving ./serving
 COPY --chown=1000:100 gemma_serving ./gemma_serving
+COPY --chown=1000:100 batch ./batch
 
 # Every package the base image ships is pinned as a constraint, so installing the
 # project (and its `gpu` extra) can add packages but never moves Ray, vLLM or torch.
@@ -31,6 +35,8 @@ RUN pip freeze --exclude-editable > /tmp/base-image.txt \
  && pip install --constraint /tmp/base-image.txt ".[gpu]" \
  && rm /tmp/base-image.txt \
  && python -c "import ray, vllm, serving.app, serving.catalog; print('ray', ray.__version__, 'vllm', vllm.__version__)" \
+ && python -I -c "import gateway.app, gateway.batches.engine, batch.ray_engine, ray.data.llm" \
+ && python -c "from gateway.telemetry.logs import write_log_config; write_log_config('/home/ray/gateway-logging.json')" \
  && mkdir -p "$HF_HOME"
 
 # The ray-llm image's own user (uid 1000); the chart runs the pods non-root as this uid.

@@ -48,4 +48,19 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "gateway": {"upstreamUrl": "http://ray-serve.other.svc:8000"},
     },
     "no-network-policy": {"networkPolicy": {"enabled": False}},
+    "batch-api-existing-claim": {
+        "gateway": {"batchApi": {"enabled": True, "files": {"existingClaim": "batch-files"}}}
+    },
+    "batch-api-gateway-only": {
+        "serving": {"enabled": False},
+        "gateway": {
+            "upstreamUrl": "http://ray-serve.other.svc:8000",
+            "batchApi": {
+                "enabled": True,
+                "rayAddress": "ray://ray-head.other.svc:10001",
+                "serveApp": "gemma",
+                "image": {"repository": "registry.example/gemma-serving/ray-worker"},
+            },
+        },
+    },
 }

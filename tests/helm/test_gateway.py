@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 import helm_python
 import pytest
 import yaml
-from pydantic import BaseModel
 
-from gateway.settings import GatewaySettings
 from tests.helm import chart
+from tests.helm.gateway_env import settings_from, unread_names
 from tests.helm.scenarios import EVERYTHING_ON
 
 
@@ -93,36 +91,14 @@ def test_config_from_values_reaches_the_environment() -> None:
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in chart.env_of(_gateway()[1])
 
 
-def _settings_names(model: type[BaseModel], prefix: str = "GATEWAY_") -> set[str]:
-    """Every environment variable the gateway's settings read (nested with ``__``)."""
-    names = set()
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            names |= _settings_names(annotation, f"{prefix}{name.upper()}__")
-        else:
-            names.add(f"{prefix}{name.upper()}")
-    return names
-
-
 @pytest.mark.parametrize("values", [None, EVERYTHING_ON], ids=["default", "everything-on"])
 def test_the_gateway_reads_every_variable_the_chart_sets(
     values: dict | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No GATEWAY_ variable is ignored, and the settings built from them are the chart's."""
     env = chart.env_of(_gateway(values)[1])
-    chart_names = {n for n in env if n.startswith("GATEWAY_")}
-    assert chart_names <= _settings_names(GatewaySettings), chart_names - _settings_names(
-        GatewaySettings
-    )
-    for name in list(os.environ):
-        if name.startswith("GATEWAY_"):
-            monkeypatch.delenv(name)
-    for name, item in env.items():
-        if name.startswith("GATEWAY_"):
-            value = item.get("value", "from-a-secret")
-            monkeypatch.setenv(name, value.replace("$(REDIS_PASSWORD)", "pw"))
-    settings = GatewaySettings()
+    assert unread_names(env) == set()
+    settings = settings_from(env, monkeypatch)
     assert settings.upstream_url == env["GATEWAY_UPSTREAM_URL"]["value"]
     assert settings.upstream_read_timeout == 600
     assert settings.limits.max_body_bytes == 20971520

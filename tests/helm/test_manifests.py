@@ -53,6 +53,7 @@ def test_everything_on_renders_every_kind() -> None:
         "ServiceAccount",
         "Service",
         "Deployment",
+        "PersistentVolumeClaim",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
         "StatefulSet",

@@ -119,5 +119,37 @@ def test_gateway_and_metrics_peers_come_from_values() -> None:
     assert metrics[0]["from"] == EVERYTHING_ON["networkPolicy"]["metricsFrom"]
 
 
+BATCH_API = {"gateway": {"batchApi": {"enabled": True}}}
+
+
+def test_with_the_batch_api_the_gateway_reaches_the_heads_client_port() -> None:
+    rendered = chart.render(BATCH_API)
+    pods = _pods(rendered)
+    (head_policy,) = _policy_for(rendered, pods["ray-head"])
+    assert _admits(head_policy, pods["gateway"], 10001)
+    assert not _admits(head_policy, pods["redis"], 10001)
+    assert not _admits(head_policy, OTHER_NAMESPACE_POD, 10001)
+    assert not _admits(head_policy, pods["gateway"], 6379), "only the client port"
+    assert not _admits(head_policy, pods["gateway"], 8265)
+
+
+def test_the_batch_api_adds_only_the_client_port_rule() -> None:
+    rendered = chart.render()
+    off = rendered.one("NetworkPolicy", "-ray")
+    assert not _admits(off, _pods(rendered)["gateway"], 10001)
+    on = chart.render(BATCH_API).one("NetworkPolicy", "-ray")
+    added = [rule for rule in on["spec"]["ingress"] if rule not in off["spec"]["ingress"]]
+    assert [p["port"] for rule in added for p in rule["ports"]] == [10001]
+    assert len(on["spec"]["ingress"]) == len(off["spec"]["ingress"]) + 1
+
+
+def test_a_ray_cluster_elsewhere_adds_no_rule_here() -> None:
+    values = {"gateway": {"batchApi": {"enabled": True, "rayAddress": "ray://head.other:10001"}}}
+    policy = chart.render(values).one("NetworkPolicy", "-ray")
+    assert (
+        policy["spec"]["ingress"] == chart.render().one("NetworkPolicy", "-ray")["spec"]["ingress"]
+    )
+
+
 def test_policies_can_be_switched_off() -> None:
     assert not chart.render({"networkPolicy": {"enabled": False}}).has("NetworkPolicy")

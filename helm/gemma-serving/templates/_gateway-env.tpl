@@ -28,8 +28,7 @@ longest stream for open responses, inside terminationGracePeriodSeconds. */}}
   value: {{ $gw.limits.maxRequestBytes | int64 | quote }}
 - name: GATEWAY_FALLBACK_NAMED_MODELS
   value: {{ $gw.routing.fallbackNamedModels | quote }}
-- name: GATEWAY_BATCHES__ENABLED
-  value: {{ $gw.batchApi.enabled | quote }}
+{{ include "gemma-serving.gateway.batchEnv" . }}
 {{ include "gemma-serving.otelEnv" (dict "ctx" . "service" "gemma-gateway") }}
 {{- with $gw.extraEnv }}
 {{ toYaml . }}
@@ -64,6 +63,61 @@ $(VAR) expansion from REDIS_PASSWORD, which must come first.
 {{- else }}
 - name: GATEWAY_QUOTA__REDIS_URL
   value: {{ printf "redis://%s:%v/%v" (include "gemma-serving.redis.host" .) $r.port $r.database | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Batch API (GATEWAY_BATCHES__*): off, or on with the Ray Client address of the cluster,
+the Serve application whose engines run the jobs, and the shared files volume. HOME points
+at the writable /tmp: the Ray image's home belongs to its own user and the root
+filesystem is read-only.
+*/}}
+{{- define "gemma-serving.gateway.batchEnv" -}}
+{{- $b := .Values.gateway.batchApi -}}
+- name: GATEWAY_BATCHES__ENABLED
+  value: {{ $b.enabled | quote }}
+{{- if $b.enabled }}
+- name: GATEWAY_BATCHES__RAY_ADDRESS
+  value: {{ include "gemma-serving.batch.rayAddress" . | quote }}
+- name: GATEWAY_BATCHES__SERVE_APP
+  value: {{ include "gemma-serving.batch.serveApp" . | quote }}
+- name: GATEWAY_BATCHES__FILES_DIR
+  value: {{ $b.files.mountPath | quote }}
+- name: HOME
+  value: /tmp
+{{- end }}
+{{- end }}
+
+{{/* ray://<head Service>:<client port> of this release's RayService, or batchApi.rayAddress. */}}
+{{- define "gemma-serving.batch.rayAddress" -}}
+{{- if .Values.gateway.batchApi.rayAddress }}
+{{- .Values.gateway.batchApi.rayAddress }}
+{{- else if .Values.serving.enabled }}
+{{- printf "ray://%s.%s.svc:%v" (include "gemma-serving.ray.headService" .) .Release.Namespace (include "gemma-serving.ray.clientPort" .) }}
+{{- else }}
+{{- fail "gateway.batchApi.rayAddress is required when serving.enabled is false" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Serve application the jobs use: batchApi.serveApp, or the application of the
+profile's serve config that imports serving.app:build_app (the catalog's engines).
+*/}}
+{{- define "gemma-serving.batch.serveApp" -}}
+{{- if .Values.gateway.batchApi.serveApp }}
+{{- .Values.gateway.batchApi.serveApp }}
+{{- else if .Values.serving.enabled }}
+{{- $config := .Files.Get (printf "serve-configs/%s.yaml" .Values.serving.profile) | fromYaml }}
+{{- $names := list }}
+{{- range $app := ($config.applications | default list) }}
+{{- if eq ($app.import_path | default "") "serving.app:build_app" }}{{ $names = append $names $app.name }}{{ end }}
+{{- end }}
+{{- if ne (len $names) 1 }}
+{{- fail (printf "gateway.batchApi.serveApp: the serve config of profile %q has %d serving.app:build_app applications; name the one for batch jobs" .Values.serving.profile (len $names)) }}
+{{- end }}
+{{- first $names }}
+{{- else }}
+{{- fail "gateway.batchApi.serveApp is required when serving.enabled is false" }}
 {{- end }}
 {{- end }}
 

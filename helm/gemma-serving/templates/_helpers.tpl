@@ -134,6 +134,56 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 
+{{/*
+The Ray head's client server port (Ray Client, ray://): 10001 unless the head's
+rayStartParams set ray-client-server-port.
+*/}}
+{{- define "gemma-serving.ray.clientPort" -}}
+{{- get .Values.serving.head.rayStartParams "ray-client-server-port" | default 10001 }}
+{{- end }}
+
+{{/*
+The Service KubeRay keeps in front of the RayService's current head (it follows the
+head across cluster upgrades): "<rayservice>-head-svc", with the head container's ports.
+*/}}
+{{- define "gemma-serving.ray.headService" -}}
+{{- printf "%s-head-svc" (include "gemma-serving.rayservice.fullname" .) }}
+{{- end }}
+
+{{/* The Batch API's ReadWriteMany claim: an existing one, or the one the chart creates. */}}
+{{- define "gemma-serving.gateway.batchFilesClaim" -}}
+{{- default (printf "%s-batch-files" (include "gemma-serving.gateway.fullname" .)) .Values.gateway.batchApi.files.existingClaim }}
+{{- end }}
+
+{{/*
+The gateway container's image values: gateway.image, or with the Batch API the image that
+holds Ray (gateway.batchApi.image, by default the RayService's serving.image). As YAML.
+*/}}
+{{- define "gemma-serving.gateway.imageValues" -}}
+{{- $gw := .Values.gateway }}
+{{- if not $gw.batchApi.enabled }}
+{{- toYaml $gw.image }}
+{{- else if $gw.batchApi.image.repository }}
+{{- toYaml $gw.batchApi.image }}
+{{- else }}
+{{- toYaml .Values.serving.image }}
+{{- end }}
+{{- end }}
+
+{{/*
+The gateway's uvicorn command line in the Ray image, as a YAML list: docker/gateway.Dockerfile's
+ENTRYPOINT with the log configuration docker/ray-worker.Dockerfile writes.
+*/}}
+{{- define "gemma-serving.gateway.command" -}}
+- uvicorn
+- --factory
+- gateway.app:create_app
+- --proxy-headers
+- --no-server-header
+- --log-config
+- /home/ray/gateway-logging.json
+{{- end }}
+
 {{/* Selects the head and worker pods of this release's RayService. */}}
 {{- define "gemma-serving.rayPodSelector" -}}
 matchLabels:
