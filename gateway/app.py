@@ -7,7 +7,7 @@ body is parsed; ``/v1/files`` bounds its uploads itself). The tracer provider is
 injected (``tracer_provider=``) or built from the ``OTEL_*`` variables, in which case
 the lifespan flushes and shuts it down.
 Error handlers: ``gateway.http_errors.install_error_handlers`` (the only place errors
-become HTTP). The lifespan opens one pooled ``httpx.AsyncClient`` to the serving
+become HTTP). The lifespan opens one pooled ``aiohttp`` session to the serving
 application, the media fetch client and (with quotas on) the Redis quota backend,
 polls the model list in the background, runs the Batch API's jobs (``gateway.batches``:
 with the Redis key store, on the engines of ``batch_engines``), and closes all of them on
@@ -106,8 +106,8 @@ async def _build_state(
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
         pool_size=settings.upstream_pool_size,
+        trace_configs=[tracing.client_trace_config(provider)],
     )
-    tracing.instrument_client(client, provider)
     stack.push_async_callback(client.aclose)
     tracer = provider.get_tracer(tracing.TRACER_NAME)
     fetch_client = create_fetch_client(settings.media)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -36,7 +36,7 @@ from gateway.ticket import Ticket
 from gateway.upstream.client import Unavailable
 from gateway.upstream.registry import ModelRegistry
 
-Send = Callable[[ModelInfo], Awaitable[httpx.Response]]
+Send = Callable[[ModelInfo], Awaitable[aiohttp.ClientResponse]]
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Exchange:
     """An upstream answer (body not read yet), who served it, and its quota ticket."""
 
     model: ModelInfo
-    response: httpx.Response
+    response: aiohttp.ClientResponse
     ticket: Ticket
 
 

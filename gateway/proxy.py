@@ -14,12 +14,13 @@ plus one token per relayed chunk.
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import httpx
+import aiohttp
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from opentelemetry import trace
@@ -55,7 +56,7 @@ class Upload:
 @dataclass
 class Proxy:
     settings: GatewaySettings
-    client: httpx.AsyncClient
+    client: upstream.Upstream
     registry: ModelRegistry
     keys: KeyStore
     dispatcher: Dispatcher
@@ -122,15 +123,12 @@ class Proxy:
             metered = {**options, "include_usage": True, "continuous_usage_stats": True}
             payload = {**payload, "stream_options": metered}
 
-        async def send(model: ModelInfo) -> httpx.Response:
-            body = {**payload, "model": model.id}
-            return await upstream.send(
-                self.client, self.client.build_request("POST", path, json=body)
-            )
+        async def send(model: ModelInfo) -> aiohttp.ClientResponse:
+            return await self.client.send("POST", path, json={**payload, "model": model.id})
 
         reserve = self._reserve(needs, int(payload.get("n") or 1))
         exchange = await self._open(request, found, key, reserve, send)
-        if stream and exchange.response.status_code == 200:
+        if stream and exchange.response.status == 200:
             return self._relay(exchange, needs, tally)
         return await self._answer(exchange, needs)
 
@@ -142,12 +140,11 @@ class Proxy:
         with self.tracer.start_as_current_span(spans.MEDIA):
             wav = await self.media.prepare_upload_async(upload.content, upload.filename)
 
-        async def send(model: ModelInfo) -> httpx.Response:
-            data = [(k, v) for k, v in upload.fields if k != "model"] + [("model", model.id)]
-            built = self.client.build_request(
-                "POST", path, data=dict(data), files={"file": ("audio.wav", wav, "audio/wav")}
-            )
-            return await upstream.send(self.client, built)
+        async def send(model: ModelInfo) -> aiohttp.ClientResponse:
+            form = aiohttp.FormData([(k, v) for k, v in upload.fields if k != "model"])
+            form.add_field("model", model.id)
+            form.add_field("file", wav, filename="audio.wav", content_type="audio/wav")
+            return await self.client.send("POST", path, data=form)
 
         exchange = await self._open(request, found, key, self._reserve(needs), send)
         return await self._answer(exchange, needs)
@@ -159,28 +156,26 @@ class Proxy:
         ticket, response = exchange.ticket, exchange.response
         try:
             async with ticket.renewing(self.settings.quota.lease_renew_interval):
-                if response.status_code >= 400:
-                    status, error = await upstream.error_payload(response)
-                else:
-                    await upstream.read_body(response)
+                content = await upstream.read_body(response)
         except BaseException:
             await ticket.release()
             raise
-        if response.status_code >= 400:
-            if response.status_code >= 500:
+        if response.status >= 400:
+            if response.status >= 500:
                 self.metrics.upstream_errors.labels(exchange.model.id, "status_5xx").inc()
             await ticket.release()
+            status, error = upstream.error_payload(response.status, content)
             return JSONResponse(error, status_code=status, headers=self._headers(exchange))
-        return await self._settled(exchange, needs)
+        return await self._settled(exchange, needs, content)
 
-    async def _settled(self, exchange: Exchange, needs: Needs) -> Response:
+    async def _settled(self, exchange: Exchange, needs: Needs, content: bytes) -> Response:
         response, headers = exchange.response, self._headers(exchange)
-        if not response.headers.get("content-type", "").startswith("application/json"):
-            await exchange.ticket.settle(needs.prompt_tokens + math.ceil(len(response.content) / 3))
-            media_type = response.headers.get("content-type", "text/plain")
-            return Response(response.content, media_type=media_type, headers=headers)
+        media_type = response.headers.get("content-type", "text/plain")
+        if not media_type.startswith("application/json"):
+            await exchange.ticket.settle(needs.prompt_tokens + math.ceil(len(content) / 3))
+            return Response(content, media_type=media_type, headers=headers)
         try:
-            body = response.json()
+            body = json.loads(content)
         except ValueError:
             await exchange.ticket.release()
             raise upstream.UpstreamError("The serving application sent invalid JSON.") from None
@@ -208,7 +203,7 @@ class Proxy:
                 self.metrics.stream_errors.labels(served).inc()
                 self.metrics.upstream_errors.labels(served, "stream").inc()
             self._record_usage(exchange, tally.usage)
-            await exchange.response.aclose()
+            upstream.finish(exchange.response)
             if tally.chunks == 0 and tally.usage is None:
                 await exchange.ticket.release()
             else:

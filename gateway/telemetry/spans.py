@@ -1,7 +1,7 @@
 """Span names and attributes of the request path, and the helpers that set them.
 
 Spans of one request (the server span comes from the FastAPI instrumentation, the
-upstream HTTP span from the httpx instrumentation)::
+upstream HTTP span from the aiohttp client instrumentation)::
 
     POST /v1/chat/completions                      server span (honours traceparent)
     ├── gateway.auth                               API key check
@@ -9,7 +9,7 @@ upstream HTTP span from the httpx instrumentation)::
     ├── gateway.media                              image/audio validation (if any media)
     ├── gateway.upstream                           chosen model, fallback
     │   ├── gateway.quota.admit                    one per candidate tried
-    │   └── POST                                   httpx client span -> Ray Serve -> vLLM
+    │   └── POST                                   aiohttp client span -> Ray Serve -> vLLM
     └── gateway.quota.settle | gateway.quota.release
 
 Attributes hold ids, counts, model names and timings only: never prompt or completion

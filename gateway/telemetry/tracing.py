@@ -8,8 +8,8 @@ OTLP exporter); without one, ``provider_from_env`` builds it from the standard
 carry trace ids and the W3C ``traceparent`` still travels upstream, but nothing is sent.
 
 The server span of each request comes from the official FastAPI (ASGI) instrumentation,
-which honours an incoming ``traceparent``; the upstream call span from the httpx
-instrumentation, which forwards the context to the serving application. Neither records
+which honours an incoming ``traceparent``; the upstream call span from the aiohttp
+client instrumentation, which forwards the context to the serving application. Neither records
 headers or bodies; the per-message ``http send``/``http receive`` spans are left out.
 """
 
@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 
+import aiohttp
 from fastapi import FastAPI
-from httpx import AsyncClient
+from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -63,6 +63,6 @@ def instrument_app(app: FastAPI, provider: TracerProvider) -> None:
     )
 
 
-def instrument_client(client: AsyncClient, provider: TracerProvider) -> None:
-    """Client spans (and ``traceparent`` injection) for calls to the serving application."""
-    HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)
+def client_trace_config(provider: TracerProvider) -> aiohttp.TraceConfig:
+    """Client spans (and ``traceparent`` injection) for the session to the serving application."""
+    return create_trace_config(tracer_provider=provider)

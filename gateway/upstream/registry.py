@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import aiohttp
 import anyio
-import httpx
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
 from gateway.model_info import ModelInfo, model_from_card
+from gateway.upstream.client import Upstream
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class ModelRegistry:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: Upstream,
         *,
         interval: float,
         cooldown: float,
@@ -75,10 +76,9 @@ class ModelRegistry:
         """Poll the upstream once; keep the previous list when it fails."""
         try:
             with suppress_http_instrumentation():  # background polls are not requests
-                response = await self._client.get("/v1/models")
-            response.raise_for_status()
-            self.replace(response.json()["data"])
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                listing = await self._client.get_json("/v1/models")
+            self.replace(listing["data"])
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
             log.warning("could not list upstream models: %s", exc)
             return False
         return True

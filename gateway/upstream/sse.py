@@ -13,13 +13,13 @@ A stream that breaks after its first byte ends with an OpenAI error event and
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import anyio
-import httpx
 
 from gateway.errors import GatewayError, UpstreamError, body_for
 
@@ -75,29 +75,36 @@ class StreamTally:
         return prompt_estimate + self.chunks
 
 
-async def _events(response: httpx.Response, tally: StreamTally) -> AsyncGenerator[bytes, None]:
+async def _lines(response: aiohttp.ClientResponse) -> AsyncGenerator[str, None]:
+    async for line in response.content:
+        yield line.decode(errors="replace").rstrip("\r\n")
+
+
+async def _events(
+    response: aiohttp.ClientResponse, tally: StreamTally
+) -> AsyncGenerator[bytes, None]:
     data: list[str] = []
-    lines = response.aiter_lines()
-    async for line in lines:
-        if line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-            continue
-        if line or not data:
-            continue  # comments, other fields, keep-alive blank lines
-        payload, data = "\n".join(data), []
-        if payload == "[DONE]":
-            tally.done = True
-            try:
-                yield DONE
-            finally:
-                await _drain(lines)
-            return
-        if (passed := tally.observe(payload)) is not None:
-            yield event(passed)
+    async with aclosing(_lines(response)) as lines:
+        async for line in lines:
+            if line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+                continue
+            if line or not data:
+                continue  # comments, other fields, keep-alive blank lines
+            payload, data = "\n".join(data), []
+            if payload == "[DONE]":
+                tally.done = True
+                try:
+                    yield DONE
+                finally:
+                    await _drain(response)
+                return
+            if (passed := tally.observe(payload)) is not None:
+                yield event(passed)
     raise UpstreamError("The serving application ended the stream early.")
 
 
-async def _drain(lines: AsyncIterator[str]) -> None:
+async def _drain(response: aiohttp.ClientResponse) -> None:
     """Read a finished stream's body to its end (nothing but framing follows ``[DONE]``).
 
     A response closed unread loses its connection, and the next request would open a new
@@ -106,21 +113,23 @@ async def _drain(lines: AsyncIterator[str]) -> None:
     """
     with anyio.CancelScope(shield=True, deadline=anyio.current_time() + DRAIN_TIMEOUT):
         try:
-            async for _ in lines:
+            while await response.content.readany():
                 pass
-        except httpx.HTTPError:
+        except (aiohttp.ClientError, TimeoutError):
             pass  # the answer was complete; only the connection is lost
 
 
-async def relay(response: httpx.Response, tally: StreamTally) -> AsyncGenerator[bytes, None]:
+async def relay(
+    response: aiohttp.ClientResponse, tally: StreamTally
+) -> AsyncGenerator[bytes, None]:
     """The client's events: upstream events, then an error event if the upstream broke."""
     try:
         async with aclosing(_events(response, tally)) as events:
             async for chunk in events:
                 yield chunk
-    except httpx.TimeoutException:
+    except TimeoutError:
         tally.failed = UpstreamError("The serving application stopped sending.", code="timeout")
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         tally.failed = UpstreamError(f"The upstream stream broke: {type(exc).__name__}.")
     except UpstreamError as exc:
         tally.failed = exc

@@ -23,7 +23,7 @@ def serve_in_thread(app: ASGIApp, *, port: int | None = None) -> Iterator[str]:
     """Serve ``app`` until the block ends; yields its base URL."""
     port = port or free_port()
     # Idle connections are kept 90 s, as Ray Serve's proxy keeps them: with uvicorn's 5 s,
-    # the same as httpx's pool expiry, a reused connection can race the server's close.
+    # shorter than a client pool's expiry, a reused connection can race the server's close.
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
