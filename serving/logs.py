@@ -10,7 +10,9 @@ Three kinds of process write the Serve application's logs, and each is set to JS
   messages logged while a request runs): ``install_trace_ids`` adds the current span's
   ``trace_id``/``span_id`` to every record of the process, and Ray's JSON formatter writes
   them as fields. Replicas run inside Serve's request span, so the ids are the same trace
-  the gateway and the OTLP spans carry. The engine classes call it when they start.
+  the gateway and the OTLP spans carry. The engine classes call it when they start; in
+  the proxies, Serve's tracing exporter hook (``serving.tracing.span_processors``) does,
+  and a proxy's access line carries the trace of the ``traceparent`` it received.
 * vLLM's own logger, in the replica and in its engine-core process: vLLM's documented
   ``VLLM_LOGGING_CONFIG_PATH`` names ``vllm_logging.json`` (shipped with this package),
   which sends the ``vllm`` logger through the gateway's ``JsonFormatter``.

@@ -73,8 +73,16 @@ def serve_tracing_config(endpoint: str | None, sampling_ratio: float = 1.0) -> d
 
 
 def span_processors() -> list[Any]:
-    """Ray Serve's exporter hook: a batching OTLP/HTTP processor (endpoint from ``OTEL_*``)."""
+    """Ray Serve's exporter hook: a batching OTLP/HTTP processor (endpoint from ``OTEL_*``).
+
+    Serve calls it in each of its processes as tracing starts, the proxies included,
+    whose code is otherwise Ray's: their log lines get the trace ids here too (the proxy
+    keeps an incoming ``traceparent`` as the request's context, its access line included).
+    """
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    from serving.logs import install_trace_ids
+
+    install_trace_ids()
     return [BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_endpoint()))]

@@ -265,6 +265,17 @@ def test_serve_and_engine_logs_are_json_lines_with_the_trace_id(
     _chat(gateway_url, api_key, f"00-{trace_id}-{client_span}-01", stream=False)
     _trace(otlp_receiver, trace_id, client_span)  # every replica has finished the request
 
+    # The proxy's access line continues the gateway's traceparent.
+    proxy = [
+        line
+        for path in _ray_log_files()
+        if path.name.startswith("proxy_")
+        for line in _json_lines(path)
+    ]
+    traced = [line for line in proxy if line.get("trace_id") == trace_id]
+    assert traced, proxy[-3:]
+    assert any(line["request_id"] and line.get("route") for line in traced), traced
+
     # Serve's access line of each replica the request crossed carries its trace id.
     for deployment in ("GemmaIngress", TEXT_MODEL):
         lines = _replica_logs(deployment)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 
+import pytest
 import typer
 import yaml
 from opentelemetry.sdk.trace import TracerProvider
@@ -14,7 +16,7 @@ from serving.app import AppArgs, serving_args
 from serving.catalog import load_catalog
 from serving.config_export import serve_config
 from serving.genai_span import usage_of, with_trace_context
-from serving.tracing import serve_tracing_config, traces_endpoint, tracing_env
+from serving.tracing import serve_tracing_config, span_processors, traces_endpoint, tracing_env
 
 URL = "http://collector:4318/v1/traces"
 OTEL_VARIABLES = (
@@ -103,3 +105,23 @@ def test_the_serve_config_command_reads_the_standard_variables() -> None:
     traced = yaml.safe_load(CliRunner().invoke(app, command, env=env).output)
     assert traced["tracing_config"]["enabled"] is True
     assert traced["applications"][0]["args"]["otlp_traces_endpoint"] == URL
+
+
+def test_serves_exporter_hook_gives_the_process_trace_ids_on_its_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", URL)
+    original = logging.getLogRecordFactory()
+    try:
+        processors = span_processors()
+        assert len(processors) == 1
+        factory = logging.getLogRecordFactory()
+        assert factory is not original
+        assert factory("proxy", logging.INFO, __file__, 1, "m", (), None).trace_id is None
+        with TracerProvider().get_tracer("t").start_as_current_span("request") as span:
+            record = factory("proxy", logging.INFO, __file__, 1, "m", (), None)
+        assert record.trace_id == format(span.get_span_context().trace_id, "032x")
+        for processor in processors:
+            processor.shutdown()
+    finally:
+        logging.setLogRecordFactory(original)
