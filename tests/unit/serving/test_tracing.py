@@ -112,11 +112,12 @@ def test_serves_exporter_hook_gives_the_process_trace_ids_on_its_records(
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", URL)
     original = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(logging.LogRecord)  # as in a fresh Serve process
     try:
         processors = span_processors()
         assert len(processors) == 1
         factory = logging.getLogRecordFactory()
-        assert factory is not original
+        assert factory is not logging.LogRecord
         assert factory("proxy", logging.INFO, __file__, 1, "m", (), None).trace_id is None
         with TracerProvider().get_tracer("t").start_as_current_span("request") as span:
             record = factory("proxy", logging.INFO, __file__, 1, "m", (), None)
