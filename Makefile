@@ -65,12 +65,13 @@ integration: install models
 
 test: lint unit integration
 
-# A short headless locust run against a running gateway (`make serve` plus the gateway);
+# A short headless locust run against a running gateway (`make serve` plus the gateway):
+# 5 users, each opening with a different capability of the mix, so every one is reported;
 # `make loadtest HOST=https://gateway.example KEYS=gsk-a,gsk-b LOADTEST_FLAGS="-u 20 -t 5m"`
 # (KEYS defaults to the local development key).
 # Writes results/loadtest/run_*.csv and results/loadtest/report.html.
 loadtest: HOST ?= http://127.0.0.1:8080
-loadtest: LOADTEST_FLAGS ?= -u 4 -r 2 -t 30s
+loadtest: LOADTEST_FLAGS ?= -u 5 -r 5 -t 60s
 loadtest: KEYS ?= $(shell $(BIN)/gemma-serving keys dev 2>/dev/null)
 loadtest: install
 	mkdir -p results/loadtest

@@ -26,7 +26,7 @@ import requests
 from locust import LoadTestShape, User, between, events, task
 from locust.argument_parser import LocustArgumentParser
 
-from loadtests.mix import STREAMING, Mix, parse_mix
+from loadtests.mix import STREAMING, Mix, lead_for, parse_mix
 from loadtests.payloads import CHAT_PATH, chat_body
 from loadtests.prompts import PromptPicker, load_prompts
 from loadtests.report import Reporter, is_quota_refusal
@@ -91,7 +91,8 @@ class OpenAIUser(User):
         keys = split_keys(getattr(options, "keys", None) or settings.keys)
         self.model = getattr(options, "model", None) or settings.model
         self.max_tokens = getattr(options, "max_tokens", None) or settings.max_tokens
-        self.mix = Mix(parse_mix(getattr(options, "mix", None) or settings.mix))
+        weights = parse_mix(getattr(options, "mix", None) or settings.mix)
+        self.mix = Mix(weights, lead=lead_for(weights, number))
         self.prompts = PromptPicker(load_prompts(settings.prompts), seed=number)
         self.timeout = settings.timeout
         self.think = between(settings.wait_min, max(settings.wait_min, settings.wait_max))

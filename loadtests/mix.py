@@ -28,12 +28,32 @@ def parse_mix(text: str) -> dict[str, float]:
 
 
 class Mix:
-    """Draws capabilities in proportion to their weights."""
+    """Draws capabilities in proportion to their weights, after an optional ``lead``.
 
-    def __init__(self, weights: Mapping[str, float], rng: random.Random | None = None) -> None:
+    The first draw is ``lead`` when the mix has it: users that start together each open
+    with a different capability (``lead_for``), so even a short run sees every one.
+    """
+
+    def __init__(
+        self,
+        weights: Mapping[str, float],
+        rng: random.Random | None = None,
+        *,
+        lead: str | None = None,
+    ) -> None:
         self._names = list(weights)
         self._weights = [weights[n] for n in self._names]
         self._rng = rng or random.Random()
+        self._lead = lead if lead in weights else None
 
     def draw(self) -> str:
+        if self._lead is not None:
+            lead, self._lead = self._lead, None
+            return lead
         return self._rng.choices(self._names, weights=self._weights)[0]
+
+
+def lead_for(weights: Mapping[str, float], user_number: int) -> str:
+    """The capability user ``user_number`` opens with: the mix's names in turn."""
+    names = list(weights)
+    return names[user_number % len(names)]

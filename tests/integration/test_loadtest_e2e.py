@@ -9,8 +9,9 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from loadtests.mix import parse_mix
 from serving.runner import LocalServing
-from tests.loadtests.run_locust import Rows, count, run_locust, stats_rows
+from tests.loadtests.run_locust import MIX, Rows, count, run_locust, stats_rows
 from tests.support.servers import serve_in_thread
 
 pytestmark = pytest.mark.integration
@@ -32,7 +33,8 @@ def gateway_url(serve_stack: LocalServing) -> Iterator[str]:
 def rows(gateway_url: str, tmp_path_factory: pytest.TempPathFactory) -> Rows:
     csv_prefix = tmp_path_factory.mktemp("locust-e2e") / "run"
     env = {"GEMMA_LOADTEST_MAX_TOKENS": "8"}
-    done = run_locust(gateway_url, csv_prefix, seconds=20, env=env)
+    users = len(parse_mix(MIX))  # each opens with a different capability
+    done = run_locust(gateway_url, csv_prefix, seconds=20, users=users, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return stats_rows(csv_prefix)
 
@@ -47,6 +49,7 @@ def test_no_request_failed(rows: Rows) -> None:
     assert count(rows, "QUOTA_429", "Request Count") == 0
 
 
-def test_streamed_capabilities_report_first_tokens(rows: Rows) -> None:
-    assert {name for (kind, name) in rows if kind == "TTFT"} <= set(STREAMED)
-    assert count(rows, "TTFT", "Request Count") > 0
+def test_every_capability_is_reported_with_first_tokens_when_streamed(rows: Rows) -> None:
+    assert {name for (kind, name) in rows if kind == "E2E"} == set(parse_mix(MIX))
+    assert {name for (kind, name) in rows if kind == "TTFT"} == set(STREAMED)
+    assert {name for (kind, name) in rows if kind == "TPOT"} == set(STREAMED)

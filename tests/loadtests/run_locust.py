@@ -15,7 +15,12 @@ Rows = dict[tuple[str, str], dict[str, str]]
 
 
 def run_locust(
-    host: str, csv_prefix: Path, *, seconds: int = 5, env: dict[str, str] | None = None
+    host: str,
+    csv_prefix: Path,
+    *,
+    seconds: int = 5,
+    users: int = 2,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     command = [
         str(Path(sys.executable).parent / "locust"),
@@ -23,9 +28,9 @@ def run_locust(
         str(LOCUSTFILE),
         "--headless",
         "-u",
-        "2",
+        str(users),
         "-r",
-        "2",
+        str(users),
         "-t",
         f"{seconds}s",
         "--host",

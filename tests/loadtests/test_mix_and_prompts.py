@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from loadtests.mix import CAPABILITIES, Mix, parse_mix
+from loadtests.mix import CAPABILITIES, Mix, lead_for, parse_mix
 from loadtests.payloads import chat_body
 from loadtests.prompts import load_prompts
 from loadtests.report import is_quota_refusal
@@ -30,6 +30,17 @@ def test_mix_draws_by_weight() -> None:
     drawn = Counter(mix.draw() for _ in range(4000))
     assert set(drawn) == {"stream", "chat"}
     assert 2.5 < drawn["stream"] / drawn["chat"] < 3.5
+
+
+def test_users_open_with_different_capabilities_then_follow_the_weights() -> None:
+    weights = parse_mix(DEFAULT_MIX)
+    firsts = [Mix(weights, lead=lead_for(weights, n)).draw() for n in range(len(weights))]
+    assert sorted(firsts) == sorted(weights)
+    mix = Mix({"stream": 3, "chat": 1}, rng=random.Random(1), lead="chat")
+    assert mix.draw() == "chat"
+    drawn = Counter(mix.draw() for _ in range(4000))
+    assert 2.5 < drawn["stream"] / drawn["chat"] < 3.5
+    assert Mix({"stream": 1}, lead="audio").draw() == "stream"  # a lead outside the mix
 
 
 def test_shipped_prompts_vary_in_length() -> None:
