@@ -66,43 +66,37 @@ def _response(status: str, body: bytes, *, length: int | None = None) -> bytes:
     ).encode() + body
 
 
-def _client(base_url: str, *, read_timeout: float = 5.0) -> Upstream:
-    return create_client(base_url, connect_timeout=2.0, read_timeout=read_timeout, pool_size=4)
+@asynccontextmanager
+async def _client(base_url: str, *, read_timeout: float = 5.0) -> AsyncIterator[Upstream]:
+    client = create_client(base_url, connect_timeout=2.0, read_timeout=read_timeout, pool_size=4)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 async def test_a_refused_connection_is_unavailable() -> None:
-    client = _client(f"http://127.0.0.1:{free_port()}")
-    try:
+    async with _client(f"http://127.0.0.1:{free_port()}") as client:
         with pytest.raises(Unavailable):
             await client.send("POST", "/v1/chat/completions", json={})
-    finally:
-        await client.aclose()
 
 
 async def test_a_503_is_unavailable() -> None:
     async def busy(stream: SocketStream, head: bytes) -> None:
         await stream.send(_response("503 Service Unavailable", b'{"error":{"message":"busy"}}'))
 
-    async with raw_server(busy) as (url, _):
-        client = _client(url)
-        try:
-            with pytest.raises(Unavailable, match="503"):
-                await client.send("POST", "/v1/chat/completions", json={})
-        finally:
-            await client.aclose()
+    async with raw_server(busy) as (url, _), _client(url) as client:
+        with pytest.raises(Unavailable, match="503"):
+            await client.send("POST", "/v1/chat/completions", json={})
 
 
 async def test_no_answer_in_time_is_a_timeout() -> None:
     async def silent(stream: SocketStream, head: bytes) -> None:
         await anyio.sleep(30)
 
-    async with raw_server(silent) as (url, _):
-        client = _client(url, read_timeout=0.3)
-        try:
-            with pytest.raises(UpstreamTimeout):
-                await client.send("POST", "/v1/chat/completions", json={})
-        finally:
-            await client.aclose()
+    async with raw_server(silent) as (url, _), _client(url, read_timeout=0.3) as client:
+        with pytest.raises(UpstreamTimeout):
+            await client.send("POST", "/v1/chat/completions", json={})
 
 
 async def test_a_body_cut_short_is_an_upstream_error() -> None:
@@ -110,14 +104,10 @@ async def test_a_body_cut_short_is_an_upstream_error() -> None:
         await stream.send(_response("200 OK", b'{"choi', length=100))
         await stream.aclose()
 
-    async with raw_server(cut) as (url, _):
-        client = _client(url)
-        try:
-            response = await client.send("POST", "/v1/chat/completions", json={})
-            with pytest.raises(UpstreamError):
-                await read_body(response)
-        finally:
-            await client.aclose()
+    async with raw_server(cut) as (url, _), _client(url) as client:
+        response = await client.send("POST", "/v1/chat/completions", json={})
+        with pytest.raises(UpstreamError):
+            await read_body(response)
 
 
 async def test_paths_extend_the_base_url_and_read_bodies_keep_the_connection() -> None:
@@ -127,14 +117,10 @@ async def test_paths_extend_the_base_url_and_read_bodies_keep_the_connection() -
         heads.append(head)
         await stream.send(_response("200 OK", json.dumps({"ok": True}).encode()))
 
-    async with raw_server(answer) as (url, peers):
-        client = _client(url + "/prefix/")
-        try:
-            for _ in range(3):
-                response = await client.send("POST", "/v1/completions", json={"n": 1})
-                assert json.loads(await read_body(response)) == {"ok": True}
-        finally:
-            await client.aclose()
+    async with raw_server(answer) as (url, peers), _client(url + "/prefix/") as client:
+        for _ in range(3):
+            response = await client.send("POST", "/v1/completions", json={"n": 1})
+            assert json.loads(await read_body(response)) == {"ok": True}
     assert [h.split(b"\r\n")[0] for h in heads] == [b"POST /prefix/v1/completions HTTP/1.1"] * 3
     assert len(peers) == 1  # one pooled connection for all three
 
@@ -145,13 +131,9 @@ async def test_an_unread_response_closes_its_connection() -> None:
         with anyio.move_on_after(5):
             await stream.receive()  # the client hangs up: EndOfStream
 
-    async with raw_server(answer) as (url, peers):
-        client = _client(url)
-        try:
-            for _ in range(2):
-                finish(await client.send("POST", "/v1/completions", json={}))
-        finally:
-            await client.aclose()
+    async with raw_server(answer) as (url, peers), _client(url) as client:
+        for _ in range(2):
+            finish(await client.send("POST", "/v1/completions", json={}))
     assert len(peers) == 2
 
 
@@ -164,15 +146,11 @@ async def test_a_stream_that_stalls_ends_with_a_timeout_event() -> None:
         )
         await anyio.sleep(30)
 
-    async with raw_server(stall) as (url, _):
-        client = _client(url, read_timeout=0.3)
-        try:
-            response = await client.send("POST", "/v1/chat/completions", json={"stream": True})
-            tally = StreamTally(include_usage=False)
-            events = [e async for e in relay(response, tally)]
-            finish(response)
-        finally:
-            await client.aclose()
+    async with raw_server(stall) as (url, _), _client(url, read_timeout=0.3) as client:
+        response = await client.send("POST", "/v1/chat/completions", json={"stream": True})
+        tally = StreamTally(include_usage=False)
+        events = [e async for e in relay(response, tally)]
+        finish(response)
     assert tally.chunks == 1
     assert tally.failed is not None
     assert tally.failed.code == "timeout"
