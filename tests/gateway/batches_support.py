@@ -185,11 +185,11 @@ def lines_of(client: httpx.Client, key: dict[str, str], file_id: str) -> list[di
     return [json.loads(line) for line in content.text.splitlines()]
 
 
-def day_used(prefix: str, key_id: str) -> int:
-    """Tokens charged to the key's day so far, read from Redis."""
+def day_used(prefix: str, scope: str) -> int:
+    """Tokens charged to a quota scope's day so far (a key id, or ``key/model``), from Redis."""
     client = redis.Redis.from_url(SHARED_REDIS_URL)
     try:
-        used = client.hget(ScopeKeys(prefix, key_id).charge[0], "used")
+        used = client.hget(ScopeKeys(prefix, scope).charge[0], "used")
     finally:
         client.close()
     return int(used or 0)

@@ -72,14 +72,6 @@ def api_key(**model_limits: Limits) -> ApiKey:
     )
 
 
-def scope_used(prefix: str, scope: str) -> int:
-    client = redis.Redis.from_url(SHARED_REDIS_URL)
-    try:
-        return int(client.hget(ScopeKeys(prefix, scope).charge[0], "used") or 0)
-    finally:
-        client.close()
-
-
 @pytest.mark.anyio
 async def test_a_total_is_charged_once_however_often_it_is_charged(
     backend: RedisQuotaBackend, prefix: str
@@ -123,12 +115,12 @@ async def test_each_scope_is_charged_the_tokens_of_its_models(
     charges = BatchCharges(backend.gate, backend.keys)
     usage = {TEXT_MODEL: 10, "gemma-3-4b-it": 5, OTHER_MODEL: 7}
     assert await charges.settle_all(key, "batch_a", usage) == 22
-    assert scope_used(prefix, key.key_id) == 15
-    assert scope_used(prefix, f"{key.key_id}/{OTHER_MODEL}") == 7
+    assert day_used(prefix, key.key_id) == 15
+    assert day_used(prefix, f"{key.key_id}/{OTHER_MODEL}") == 7
     assert await charges.settle_all(key, "batch_a", usage) == 0
     day = await charges.settle(key, "batch_a", {**usage, OTHER_MODEL: 9}, OTHER_MODEL)
     assert (day.used, day.remaining, day.charged) == (9, 91, 2)
-    assert scope_used(prefix, key.key_id) == 15
+    assert day_used(prefix, key.key_id) == 15
 
 
 def _wait_file(path: Path, process: subprocess.Popen[bytes], log: Path) -> str:

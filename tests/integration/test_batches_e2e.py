@@ -18,13 +18,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from openai import NotFoundError, OpenAI
 
 from gateway.app import create_app
-from gateway.quotas.keys import ScopeKeys
 from gateway.settings import GatewaySettings
 from serving.runner import LocalServing
+from tests.gateway.batches_support import day_used
 from tests.integration.conftest import TEXT_MODEL
 from tests.support.servers import serve_in_thread
 from tests.support.shared_redis import SHARED_REDIS_URL, delete_prefix
@@ -98,14 +97,6 @@ def _input(path: Path) -> Path:
     return path
 
 
-def _day_used(prefix: str, key_id: str) -> int:
-    client = redis.Redis.from_url(SHARED_REDIS_URL)
-    try:
-        return int(client.hget(ScopeKeys(prefix, key_id).charge[0], "used") or 0)
-    finally:
-        client.close()
-
-
 def test_files_batches_poll_download_with_the_openai_client(
     gateway: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -151,7 +142,7 @@ def test_files_batches_poll_download_with_the_openai_client(
     assert json.loads(error)["response"]["status_code"] == 404
     assert batch.usage is not None
     assert batch.usage.total_tokens == tokens
-    assert _day_used(prefix, owner_id) == tokens
+    assert day_used(prefix, owner_id) == tokens
 
     other = _client(url, other_secret)
     with pytest.raises(NotFoundError):
