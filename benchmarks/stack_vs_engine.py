@@ -77,11 +77,14 @@ def _quantile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
 
 
-def engine_command(profile: str, port: int) -> tuple[list[str], dict[str, str], str]:
-    """vLLM server arguments, environment and model id from the catalog's ``LLMConfig``."""
+def engine_command(
+    profile: str, port: int, index: int = 0
+) -> tuple[list[str], dict[str, str], str]:
+    """vLLM server arguments, environment and model id from the catalog's ``LLMConfig``
+    (of the profile's ``index``-th variant)."""
     from serving.app import build_llm_configs
 
-    config = build_llm_configs({"profile": profile})[0]
+    config = build_llm_configs({"profile": profile})[index]
     loading = config.model_loading_config
     data = loading if isinstance(loading, dict) else loading.model_dump()
     model_id = str(data["model_id"])

@@ -4,6 +4,10 @@
     -> media checks -> [per candidate: admit -> send -> fallback on Unavailable]
     -> JSON answer (settle real usage) or SSE relay (renew while streaming, settle at the end)
 
+Speech to text takes the same way: to vLLM's transcription endpoint for a variant with
+the ``transcription`` capability, else as a chat completion (``gateway.speech``) whose
+answer is reshaped after it is settled, so every answer is accounted here alike.
+
 Every admitted request finishes its ticket exactly once: settle with the engine's
 usage, or release when nothing was generated. A stream the client leaves is
 cancelled upstream (so the engine stops) and settled with what was counted: the
@@ -16,7 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,6 +37,8 @@ from gateway.model_info import ModelInfo
 from gateway.quotas.protocol import ApiKey, KeyStore
 from gateway.routing import Needs, Route, route
 from gateway.settings import GatewaySettings
+from gateway.speech import chat as speech
+from gateway.speech.job import SpeechJob, by_endpoint, speech_route
 from gateway.telemetry import spans
 from gateway.telemetry.http_metrics import request_facts
 from gateway.upstream import client as upstream
@@ -41,6 +47,11 @@ from gateway.upstream.response import RelayResponse
 from gateway.upstream.sse import StreamTally, relay
 
 SERVED_HEADER = "x-gemma-model"
+TRANSCRIPTIONS = "/v1/audio/transcriptions"
+#: Turns a settled JSON body into the client's answer, given the response headers.
+Reshape = Callable[[Any, Mapping[str, str]], Response]
+#: Wraps a relayed stream's events (the tally sees the upstream events first).
+Events = Callable[[AsyncGenerator[bytes, None], StreamTally], AsyncGenerator[bytes, None]]
 
 
 @dataclass
@@ -133,26 +144,43 @@ class Proxy:
         return await self._answer(exchange, needs)
 
     async def transcribe(
-        self, request: Request, path: str, upload: Upload, requested: str, needs: Needs
+        self, request: Request, upload: Upload, requested: str, job: SpeechJob
     ) -> Response:
-        """``/v1/audio/*``: the validated audio forwarded as multipart; the answer passed on."""
-        key, found = await self._admit_route(request, requested, needs)
+        """``/v1/audio/*``: the validated audio to vLLM's transcription endpoint or to chat.
+
+        The endpoint gets ``upload``'s fields as multipart and its answer is passed on;
+        chat gets ``job`` as a chat completion and its answer is reshaped (``gateway.speech``).
+        """
+        key, found = await self._admit_route(request, requested, job.needs)
+        found = speech_route(found, job, self.registry.unhealthy())
         with self.tracer.start_as_current_span(spans.MEDIA):
             wav = await self.media.prepare_upload_async(upload.content, upload.filename)
 
         async def send(model: ModelInfo) -> aiohttp.ClientResponse:
+            if not by_endpoint(model):
+                return await self.client.send(
+                    "POST", speech.CHAT_PATH, json=speech.chat_payload(job, wav, model.id)
+                )
             form = aiohttp.FormData([(k, v) for k, v in upload.fields if k != "model"])
             form.add_field("model", model.id)
             form.add_field("file", wav, filename="audio.wav", content_type="audio/wav")
-            return await self.client.send("POST", path, data=form)
+            return await self.client.send("POST", TRANSCRIPTIONS, data=form)
 
-        exchange = await self._open(request, found, key, self._reserve(needs), send)
-        return await self._answer(exchange, needs)
+        exchange = await self._open(request, found, key, self._reserve(job.needs), send)
+        if by_endpoint(exchange.model):
+            return await self._answer(exchange, job.needs)
+        if job.stream and exchange.response.status == 200:
+            tally = StreamTally(include_usage=False)
+            return self._relay(exchange, job.needs, tally, events=speech.transcript_events)
+        reshape = functools.partial(speech.transcript_answer, job, speech.wav_duration(wav))
+        return await self._answer(exchange, job.needs, reshape)
 
     def _headers(self, exchange: Exchange) -> dict[str, str]:
         return {**exchange.ticket.headers, SERVED_HEADER: exchange.model.id}
 
-    async def _answer(self, exchange: Exchange, needs: Needs) -> Response:
+    async def _answer(
+        self, exchange: Exchange, needs: Needs, reshape: Reshape | None = None
+    ) -> Response:
         ticket, response = exchange.ticket, exchange.response
         try:
             async with ticket.renewing(self.settings.quota.lease_renew_interval):
@@ -166,9 +194,11 @@ class Proxy:
             await ticket.release()
             status, error = upstream.error_payload(response.status, content)
             return JSONResponse(error, status_code=status, headers=self._headers(exchange))
-        return await self._settled(exchange, needs, content)
+        return await self._settled(exchange, needs, content, reshape)
 
-    async def _settled(self, exchange: Exchange, needs: Needs, content: bytes) -> Response:
+    async def _settled(
+        self, exchange: Exchange, needs: Needs, content: bytes, reshape: Reshape | None
+    ) -> Response:
         response, headers = exchange.response, self._headers(exchange)
         media_type = response.headers.get("content-type", "text/plain")
         if not media_type.startswith("application/json"):
@@ -182,6 +212,8 @@ class Proxy:
         await exchange.ticket.settle(_used_tokens(body, needs))
         usage = body.get("usage") if isinstance(body, dict) else None
         self._record_usage(exchange, usage if isinstance(usage, dict) else None)
+        if reshape is not None:
+            return reshape(body, headers)
         if isinstance(body, dict) and "model" in body:
             body["model"] = exchange.model.id
         return JSONResponse(body, headers=headers)
@@ -190,7 +222,13 @@ class Proxy:
         self.metrics.observe_usage(exchange.model.id, usage)
         spans.record_usage(trace.get_current_span(), usage)
 
-    def _relay(self, exchange: Exchange, needs: Needs, tally: StreamTally) -> Response:
+    def _relay(
+        self,
+        exchange: Exchange,
+        needs: Needs,
+        tally: StreamTally,
+        events: Events | None = None,
+    ) -> Response:
         served = exchange.model.id
         in_flight = self.metrics.streams_in_flight.labels(served)
         in_flight.inc()
@@ -209,8 +247,9 @@ class Proxy:
             else:
                 await exchange.ticket.settle(tally.used_tokens(needs.prompt_tokens))
 
+        relayed = relay(exchange.response, tally)
         return RelayResponse(
-            relay(exchange.response, tally),
+            events(relayed, tally) if events is not None else relayed,
             tally,
             on_close=on_close,
             headers=self._headers(exchange),

@@ -2,14 +2,17 @@
 
 Pure logic, no I/O. A request *needs* capabilities read from its content (``text``
 always; ``image_url`` parts -> ``vision``; ``input_audio``/``audio_url`` parts and the
-audio endpoints -> ``audio``; ``tools`` -> ``tools``) and room for its prompt plus
-``max_tokens`` in the model's context.
+audio endpoints -> ``audio``; ``video_url`` parts -> ``video``; ``tools`` -> ``tools``;
+asking for thinking -> ``reasoning``, see ``gateway.reasoning``) and room for its prompt
+plus ``max_tokens`` in the model's context.
 
 The prompt size is a conservative estimate made without a tokenizer: one token per 3
 UTF-8 bytes of text (Gemma's tokenizer averages about 4 bytes per token on English,
 and 3-byte CJK characters are about one token each), plus ``MESSAGE_TOKENS`` per
 message for the chat template, ``IMAGE_TOKENS`` per image (Gemma 3 uses 256 soft
-tokens) and ``AUDIO_TOKENS`` per audio clip (Gemma 3n: 6.25 tokens per second, 30 s).
+tokens), ``AUDIO_TOKENS`` per audio clip (Gemma 3n: 6.25 tokens per second, 30 s) and
+``video_tokens`` per video (``MediaSettings.video_tokens``: Gemma 4 samples up to 32
+frames at about 78 tokens each).
 
 The ``model`` field names a model (variant or ``<variant>:<adapter>``), an alias (a model
 id prefix) or ``auto`` (every variant). Candidates are the variants with every needed
@@ -27,15 +30,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import ContextLengthExceeded, MissingCapability, ModelNotFound
+from gateway.media.settings import DEFAULT_VIDEO_TOKENS
 from gateway.model_info import ModelInfo
+from gateway.reasoning import wants_thinking
 
 AUTO = "auto"
 BYTES_PER_TOKEN = 3
 MESSAGE_TOKENS = 8
 IMAGE_TOKENS = 300
 AUDIO_TOKENS = 200
-CAPABILITY_ORDER = ("audio", "vision", "tools", "text")
-_PART_CAPABILITY = {"image_url": "vision", "input_audio": "audio", "audio_url": "audio"}
+VIDEO_TOKENS = DEFAULT_VIDEO_TOKENS
+CAPABILITY_ORDER = ("video", "audio", "vision", "reasoning", "tools", "text")
+_PART_CAPABILITY = {
+    "image_url": "vision",
+    "input_audio": "audio",
+    "audio_url": "audio",
+    "video_url": "video",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +80,19 @@ def text_tokens(text: str) -> int:
     return math.ceil(len(text.encode()) / BYTES_PER_TOKEN)
 
 
-def _part_needs(part: Any) -> tuple[str | None, int]:
+def _part_needs(part: Any, media_tokens: Mapping[str, int]) -> tuple[str | None, int]:
     if not isinstance(part, Mapping):
         return None, 0
     kind = part.get("type")
     if kind == "text":
         return None, text_tokens(str(part.get("text", "")))
     capability = _PART_CAPABILITY.get(str(kind))
-    return capability, IMAGE_TOKENS if capability == "vision" else AUDIO_TOKENS
+    return capability, media_tokens.get(capability or "", AUDIO_TOKENS)
 
 
-def _message_needs(message: Mapping[str, Any]) -> tuple[set[str], int]:
+def _message_needs(
+    message: Mapping[str, Any], media_tokens: Mapping[str, int]
+) -> tuple[set[str], int]:
     capabilities: set[str] = set()
     tokens = MESSAGE_TOKENS
     content = message.get("content")
@@ -87,7 +100,7 @@ def _message_needs(message: Mapping[str, Any]) -> tuple[set[str], int]:
         tokens += text_tokens(content)
     elif isinstance(content, list):
         for part in content:
-            capability, part_tokens = _part_needs(part)
+            capability, part_tokens = _part_needs(part, media_tokens)
             tokens += part_tokens
             if capability:
                 capabilities.add(capability)
@@ -101,14 +114,17 @@ def _max_tokens(body: Mapping[str, Any]) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
-def chat_needs(body: Mapping[str, Any]) -> Needs:
+def chat_needs(body: Mapping[str, Any], *, video_tokens: int = VIDEO_TOKENS) -> Needs:
     """The needs of a ``/v1/chat/completions`` body (already validated)."""
+    media_tokens = {"vision": IMAGE_TOKENS, "audio": AUDIO_TOKENS, "video": video_tokens}
     capabilities = {"text"}
     tokens = 0
     for message in body.get("messages") or []:
-        message_caps, message_tokens = _message_needs(message)
+        message_caps, message_tokens = _message_needs(message, media_tokens)
         capabilities |= message_caps
         tokens += message_tokens
+    if wants_thinking(body):
+        capabilities.add("reasoning")
     if body.get("tools") or body.get("functions"):
         capabilities.add("tools")
         tokens += text_tokens(json.dumps(body.get("tools") or body.get("functions")))
@@ -131,7 +147,7 @@ def audio_needs() -> Needs:
 
 
 def _names(models: Iterable[ModelInfo]) -> str:
-    return ", ".join(m.id for m in models) or "none"
+    return ", ".join(m.id for m in sorted(models, key=ModelInfo.size_key)) or "none"
 
 
 def _missing(model: ModelInfo, needs: Needs, models: Sequence[ModelInfo]) -> MissingCapability:

@@ -53,7 +53,11 @@ VLLM_EXTRA_PARAMS: tuple[str, ...] = (
 )
 
 #: Aliases a request may name instead of a model: each maps to a model id prefix.
-DEFAULT_ALIASES: dict[str, str] = {"gemma-3": "gemma-3-", "gemma-3n": "gemma-3n-"}
+DEFAULT_ALIASES: dict[str, str] = {
+    "gemma-3": "gemma-3-",
+    "gemma-3n": "gemma-3n-",
+    "gemma-4": "gemma-4-",
+}
 
 
 class RequestLimits(BaseModel):

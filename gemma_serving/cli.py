@@ -20,3 +20,7 @@ batch.register(app)  # batch run
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":  # `python -m gemma_serving.cli`, as `serve` starts the gateway
+    main()

@@ -49,6 +49,19 @@ CPU_ENV = {
     "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
     "VLLM_TARGET_DEVICE": "cpu",
 }
+# jemalloc (Debian's libjemalloc2; redis-server depends on it) in the CPU engines' processes:
+# glibc keeps what a start-up frees (weight conversion, the multimodal warm-up) inside its
+# heaps, jemalloc hands it back to the host within a second. vLLM preloads an allocator of
+# its own the same way when its build bundles one (tcmalloc).
+JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+JEMALLOC_CONF = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
+
+
+def cpu_env(jemalloc: Path = JEMALLOC) -> dict[str, str]:
+    """The CPU engines' environment: ``CPU_ENV``, with jemalloc where the host has it."""
+    if not jemalloc.is_file():
+        return dict(CPU_ENV)
+    return {**CPU_ENV, "LD_PRELOAD": str(jemalloc), "MALLOC_CONF": JEMALLOC_CONF}
 
 
 class AppArgs(BaseModel):
@@ -101,6 +114,7 @@ def engine_kwargs(variant: Variant, target: str, home: Path) -> dict[str, Any]:
     if mm_limits:
         kwargs["limit_mm_per_prompt"] = mm_limits
     kwargs |= _chat_kwargs(variant)
+    kwargs |= _speculative_kwargs(variant, target, home)
     kwargs |= _lora_kwargs(variant, target, home)
     kwargs |= engine.engine_kwargs
     return kwargs
@@ -117,7 +131,27 @@ def _chat_kwargs(variant: Variant) -> dict[str, Any]:
     if variant.tool_call_parser is not None:
         kwargs["enable_auto_tool_choice"] = True
         kwargs["tool_call_parser"] = variant.tool_call_parser
+    if variant.reasoning_parser is not None:
+        kwargs["reasoning_parser"] = variant.reasoning_parser
     return kwargs
+
+
+def _speculative_kwargs(variant: Variant, target: str, home: Path) -> dict[str, Any]:
+    """vLLM's ``speculative_config``: the MTP method with the variant's draft checkpoint.
+
+    Gemma 4's drafts are separate ``-assistant`` checkpoints, so ``model`` is always set
+    (``mtp`` without one would look for MTP layers in the target checkpoint).
+    """
+    speculative = variant.engines[target].speculative
+    if speculative is None or variant.mtp_draft is None:
+        return {}
+    return {
+        "speculative_config": {
+            "method": speculative.method,
+            "model": resolve_source(variant.mtp_draft.weights_source, home),
+            "num_speculative_tokens": speculative.num_speculative_tokens,
+        }
+    }
 
 
 def _lora_kwargs(variant: Variant, target: str, home: Path) -> dict[str, Any]:
@@ -163,7 +197,7 @@ def resources(engine: EngineProfile, target: str, gpu_accelerator: str | None) -
         return {
             "accelerator_config": {"kind": "cpu"},
             "placement_group_config": {"bundles": [{"CPU": 1}]},
-            "runtime_env": {"env_vars": dict(CPU_ENV)},
+            "runtime_env": {"env_vars": cpu_env()},
         }
     return {"accelerator_type": gpu_accelerator}
 

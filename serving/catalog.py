@@ -6,7 +6,8 @@ The catalog is a YAML file (``serving/catalog.yaml`` by default; ``--catalog FIL
     Catalog
     ├── gpus:        GPU types of the GKE node pools (memory, Ray accelerator type)
     ├── deployment:  Serve defaults for every engine (health checks, graceful shutdown)
-    ├── variants:    id -> Variant (weights, capabilities, context, adapters)
+    ├── variants:    id -> Variant (weights, capabilities, context, parsers, adapters,
+    │                 │              MTP draft)
     │                 └── engines: target ("cpu" or a GPU type) -> EngineProfile
     └── profiles:    name -> Profile (a target plus the variants deployed on it)
 
@@ -38,10 +39,20 @@ CPU = "cpu"
 CATALOG_ENV = "GEMMA_SERVING_CATALOG"
 TEMPLATES_PACKAGE = "serving.templates"
 
-Capability = Literal["text", "vision", "audio", "tools"]
-CAPABILITIES: tuple[Capability, ...] = ("text", "vision", "audio", "tools")
+Capability = Literal["text", "vision", "audio", "video", "tools", "reasoning", "transcription"]
+# transcription: vLLM's speech-to-text endpoint (/v1/audio/transcriptions) serves the
+# model; other audio models transcribe through their chat API (see gateway.api.audio).
+CAPABILITIES: tuple[Capability, ...] = (
+    "text",
+    "vision",
+    "audio",
+    "video",
+    "tools",
+    "reasoning",
+    "transcription",
+)
 # vLLM's multimodal item names and the capability each one needs.
-MODALITY_CAPABILITY: dict[str, Capability] = {"image": "vision", "audio": "audio"}
+MODALITY_CAPABILITY: dict[str, Capability] = {"image": "vision", "audio": "audio", "video": "video"}
 
 
 class _Model(BaseModel):
@@ -57,7 +68,12 @@ class GpuType(_Model):
 
 
 class Architecture(_Model):
-    """The attention shape of a variant, used to size its KV cache."""
+    """The attention shape of a variant, used to size its KV cache.
+
+    ``num_kv_heads`` and ``head_dim`` describe the local (sliding-window) layers and, unless
+    ``global_kv_heads`` / ``global_head_dim`` say otherwise, the global ones too (Gemma 4's
+    global layers are wider and, with K=V attention, have fewer KV heads).
+    """
 
     num_layers: int = Field(gt=0)
     num_attention_heads: int = Field(gt=0)
@@ -66,6 +82,17 @@ class Architecture(_Model):
     sliding_window: int = Field(gt=0)
     global_every: int = Field(gt=0, description="Every Nth layer attends globally.")
     kv_shared_layers: int = Field(default=0, ge=0)
+    global_head_dim: int | None = Field(default=None, gt=0, description="Defaults to head_dim.")
+    global_kv_heads: int | None = Field(default=None, gt=0, description="Defaults to num_kv_heads.")
+
+    @model_validator(mode="after")
+    def _layers(self) -> Architecture:
+        if self.kv_shared_layers >= self.num_layers:
+            raise ValueError(
+                f"kv_shared_layers ({self.kv_shared_layers}) must leave some of the "
+                f"{self.num_layers} layers with a KV cache of their own"
+            )
+        return self
 
     def shape(self) -> AttentionShape:
         return AttentionShape(**self.model_dump())
@@ -98,6 +125,19 @@ class DeploymentSettings(_Model):
     max_ongoing_requests: int | None = Field(default=None, gt=0)
 
 
+class Speculative(_Model):
+    """Speculative decoding with the variant's MTP draft (vLLM ``speculative_config``).
+
+    Gemma 4's MTP drafts are ``-assistant`` checkpoints that vLLM runs as ``Gemma4MTPModel``
+    on the target's KV cache; ``method: mtp`` names that path and the draft's weights source
+    comes from the variant's ``mtp_draft``. The assistant predicts one token per pass, so
+    more speculative tokens run it again.
+    """
+
+    method: Literal["mtp"] = "mtp"
+    num_speculative_tokens: int = Field(default=1, ge=1, le=8)
+
+
 class EngineProfile(_Model):
     """How one variant runs on one target: vLLM engine arguments and resources."""
 
@@ -113,7 +153,11 @@ class EngineProfile(_Model):
     cpu_kv_cache_gb: float | None = Field(
         default=None, gt=0, description="KV cache size in GiB (CPU target only)."
     )
-    limit_mm_per_prompt: dict[str, int] | None = None
+    # Items per prompt; a video may also name its frames: {video: {count: 1, num_frames: 4}}.
+    limit_mm_per_prompt: dict[str, int | dict[str, int]] | None = None
+    speculative: Speculative | None = Field(
+        default=None, description="MTP speculative decoding (GPU targets, needs mtp_draft)."
+    )
     autoscaling: Autoscaling | None = None
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
 
@@ -121,6 +165,11 @@ class EngineProfile(_Model):
     def weight_precision(self) -> str:
         if self.quantization is not None:
             return self.quantization
+        return self.unquantized_precision
+
+    @property
+    def unquantized_precision(self) -> str:
+        """What layers quantization leaves alone (embedding tables) are stored as."""
         return "fp32" if self.dtype == "float32" else "bf16"
 
     @property
@@ -143,6 +192,25 @@ class Adapter(_Model):
         return self.targets is None or target in self.targets
 
 
+class MtpDraft(_Model):
+    """A variant's multi-token-prediction draft model (Gemma 4: its ``-assistant``)."""
+
+    hf_id: str
+    source: str | None = Field(default=None, description="Weights to load; defaults to hf_id.")
+    params_b: float = Field(gt=0, description="Its parameters, in billions (loaded at bf16).")
+
+    @property
+    def weights_source(self) -> str:
+        return self.source or self.hf_id
+
+
+# engine_kwargs that have a field of their own, which the catalog checks and sizes.
+_FIELD_KWARGS = {
+    "speculative_config": "the engine profile's speculative",
+    "reasoning_parser": "the variant's reasoning_parser",
+}
+
+
 class Variant(_Model):
     """One servable Gemma variant (or a clearly named test fixture)."""
 
@@ -151,13 +219,26 @@ class Variant(_Model):
     description: str = ""
     hf_id: str | None = None
     source: str | None = Field(default=None, description="Weights to load; defaults to hf_id.")
-    params_b: float = Field(gt=0, description="Parameters, in billions.")
+    params_b: float = Field(gt=0, description="Parameters vLLM loads, in billions (a MoE's total).")
+    active_params_b: float | None = Field(
+        default=None, gt=0, description="A mixture of experts' parameters active per token."
+    )
+    embedding_params_b: float = Field(
+        default=0,
+        ge=0,
+        description="Of params_b, embedding tables (token and per-layer): kept at bf16 by "
+        "vLLM's online quantization.",
+    )
     capabilities: frozenset[Capability]
     context_length: int = Field(gt=0)
     architecture: Architecture
     chat_template: str | None = Field(default=None, description="Template in serving/templates.")
     chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
     tool_call_parser: str | None = None
+    reasoning_parser: str | None = Field(
+        default=None, description="vLLM reasoning parser (goes with 'reasoning')."
+    )
+    mtp_draft: MtpDraft | None = None
     adapters: tuple[Adapter, ...] = ()
     max_lora_rank: int = Field(default=16, gt=0)
     autoscaling: Autoscaling = Autoscaling()
@@ -169,14 +250,10 @@ class Variant(_Model):
             raise ValueError(f"{self.id}: every variant serves 'text'")
         if ("tools" in self.capabilities) != (self.tool_call_parser is not None):
             raise ValueError(f"{self.id}: 'tools' and tool_call_parser go together")
-        if self.kind == "model" and self.hf_id is None:
-            raise ValueError(f"{self.id}: a model needs its hf_id")
-        if self.kind == "fixture" and (set(self.engines) - {CPU} or not self._fixture_source()):
-            raise ValueError(f"{self.id}: a test fixture loads a fixture: source, on cpu only")
-        if self.kind == "model" and any(
-            (self.source_for(t) or "").startswith(FIXTURE_SCHEME) for t in self.engines
-        ):
-            raise ValueError(f"{self.id}: fixture: sources belong to kind: fixture variants")
+        if ("reasoning" in self.capabilities) != (self.reasoning_parser is not None):
+            raise ValueError(f"{self.id}: 'reasoning' and reasoning_parser go together")
+        self._check_params()
+        self._check_sources()
         if self.chat_template is not None:
             try:
                 chat_template_text(self.chat_template)
@@ -186,6 +263,33 @@ class Variant(_Model):
         for target, engine in self.engines.items():
             self._check_engine(target, engine)
         return self
+
+    def _check_sources(self) -> None:
+        if self.kind == "model" and self.hf_id is None:
+            raise ValueError(f"{self.id}: a model needs its hf_id")
+        if self.kind == "fixture" and (set(self.engines) - {CPU} or not self._fixture_source()):
+            raise ValueError(f"{self.id}: a test fixture loads a fixture: source, on cpu only")
+        if self.kind == "model" and any(
+            (self.source_for(t) or "").startswith(FIXTURE_SCHEME) for t in self.engines
+        ):
+            raise ValueError(f"{self.id}: fixture: sources belong to kind: fixture variants")
+        if self.mtp_draft is not None and self.mtp_draft.weights_source.startswith(FIXTURE_SCHEME):
+            raise ValueError(
+                f"{self.id}: an mtp_draft only runs on GPU targets, where fixture: "
+                f"sources cannot go"
+            )
+
+    def _check_params(self) -> None:
+        if self.active_params_b is not None and self.active_params_b >= self.params_b:
+            raise ValueError(
+                f"{self.id}: active_params_b ({self.active_params_b:g}) is a mixture of "
+                f"experts' share of params_b ({self.params_b:g}) and must be smaller"
+            )
+        if self.embedding_params_b >= self.params_b:
+            raise ValueError(
+                f"{self.id}: embedding_params_b ({self.embedding_params_b:g}) is part of "
+                f"params_b ({self.params_b:g}) and must be smaller"
+            )
 
     def _check_adapters(self) -> None:
         names = [a.name for a in self.adapters]
@@ -216,6 +320,21 @@ class Variant(_Model):
             needed = MODALITY_CAPABILITY.get(modality)
             if needed not in self.capabilities:
                 raise ValueError(f"{where}: limit_mm_per_prompt[{modality!r}] needs {needed!r}")
+        for key, field in _FIELD_KWARGS.items():
+            if key in engine.engine_kwargs:
+                raise ValueError(f"{where}: set {field}, not engine_kwargs[{key!r}]")
+        if engine.speculative is not None:
+            if target == CPU:
+                raise ValueError(
+                    f"{where}: speculative decoding is for GPU targets only "
+                    f"(vLLM's MTP drafting runs on the GPU model runner)"
+                )
+            if self.mtp_draft is None:
+                raise ValueError(
+                    f"{where}: speculative needs the variant's mtp_draft (its MTP draft "
+                    f"checkpoint, e.g. google/gemma-4-E2B-it-assistant), and {self.id} "
+                    f"declares none"
+                )
 
     def _fixture_source(self) -> bool:
         sources = {self.source_for(t) or "" for t in self.engines}
@@ -225,7 +344,7 @@ class Variant(_Model):
         """The weights source an engine on ``target`` loads."""
         return self.engines[target].source or self.source or self.hf_id
 
-    def mm_limits(self, target: str) -> dict[str, int]:
+    def mm_limits(self, target: str) -> dict[str, int | dict[str, int]]:
         """Multimodal items per prompt: the profile's, or one per served modality."""
         configured = self.engines[target].limit_mm_per_prompt
         if configured is not None:
@@ -239,8 +358,20 @@ class Variant(_Model):
         return self.engines[target].autoscaling or self.autoscaling
 
     def memory_gb(self) -> dict[str, float]:
-        """Approximate weight memory at bf16 and the quantized precisions."""
-        return {p: round(weights_gb(self.params_b, p), 2) for p in ("bf16", "fp8", "int4")}
+        """Approximate weight memory at bf16 and the quantized precisions.
+
+        Embedding tables stay at bf16 when quantized, as vLLM keeps them.
+        """
+        return {
+            p: round(weights_gb(self.params_b, p, embedding_params_b=self.embedding_params_b), 2)
+            for p in ("bf16", "fp8", "int4")
+        }
+
+    def draft_params_b(self, engine: EngineProfile) -> float:
+        """The MTP draft's parameters when ``engine`` speculates with it, else 0."""
+        if engine.speculative is None or self.mtp_draft is None:
+            return 0.0
+        return self.mtp_draft.params_b
 
 
 class Profile(_Model):
@@ -338,11 +469,7 @@ def check_fit(
     if gpu is None:
         raise FitError(f"{variant.id}: unknown target {target!r} (known: cpu, {', '.join(gpus)})")
     tp = engine.tensor_parallel_size
-    if shape.num_attention_heads % tp:
-        raise FitError(
-            f"{variant.id} on {target}: tensor_parallel_size {tp} does not divide "
-            f"its {shape.num_attention_heads} attention heads"
-        )
+    _check_tensor_parallel(variant, target, tp, shape)
     estimate = estimate_gpu(
         shape=shape,
         params_b=variant.params_b,
@@ -352,20 +479,37 @@ def check_fit(
         tensor_parallel_size=tp,
         gpu_memory_gb=gpu.memory_gb,
         gpu_memory_utilization=engine.gpu_memory_utilization,
+        embedding_params_b=variant.embedding_params_b,
+        embedding_precision=engine.unquantized_precision,
+        draft_params_b=variant.draft_params_b(engine),
     )
     if not estimate.fits:
         raise FitError(_no_fit_message(variant, target, engine, gpu, estimate))
     return estimate
 
 
+def _check_tensor_parallel(variant: Variant, target: str, tp: int, shape: AttentionShape) -> None:
+    """vLLM's own conditions: heads split evenly, KV heads split or replicated evenly."""
+    where = f"{variant.id} on {target}: tensor_parallel_size {tp}"
+    if shape.num_attention_heads % tp:
+        raise FitError(f"{where} does not divide its {shape.num_attention_heads} attention heads")
+    for kind, kv in (("", shape.num_kv_heads), ("global ", shape.global_kv_head_count)):
+        if (kv >= tp and kv % tp) or (kv < tp and tp % kv):
+            raise FitError(f"{where} neither divides nor is a multiple of its {kv} {kind}KV heads")
+
+
 def _no_fit_message(
     variant: Variant, target: str, engine: EngineProfile, gpu: GpuType, est: MemoryEstimate
 ) -> str:
     tp = engine.tensor_parallel_size
+    draft = f", MTP draft {est.draft_gb:.1f} GB at bf16" if est.draft_gb else ""
+    kept = ""
+    if engine.quantization is not None and variant.embedding_params_b:
+        kept = f" (embeddings at {engine.unquantized_precision})"
     return (
         f"{variant.id} does not fit {target}: it needs {est.required_gb:.1f} GB per GPU "
-        f"(weights {est.weights_gb:.1f} GB at {engine.weight_precision} over "
-        f"tensor_parallel_size {tp}, runtime {est.overhead_gb:.1f} GB, KV cache "
+        f"(weights {est.weights_gb:.1f} GB at {engine.weight_precision}{kept} over "
+        f"tensor_parallel_size {tp}{draft}, runtime {est.overhead_gb:.1f} GB, KV cache "
         f"{est.min_kv_gb:.1f} GB for one {engine.max_model_len}-token sequence) but "
         f"{tp} x {target} offers {est.available_gb:.1f} GB per GPU ({gpu.memory_gb:g} GB x "
         f"gpu_memory_utilization {engine.gpu_memory_utilization:g}). Quantize (fp8), raise "

@@ -24,10 +24,21 @@ from serving.catalog import Catalog, load_catalog
 from serving.config_export import APP_NAME
 from serving.logs import SERVE_LOGGING
 from serving.models.store import gemma_home, is_local_source, resolve_source
+from serving.progress import EngineProgress, engine_statuses, phase
 from serving.tracing import serve_tracing_config, traces_endpoint, tracing_env
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+
+# A Ray cluster started on this host for the stack (an explicit value in the environment
+# wins). Ray's memory monitor counts the whole host's memory and, past its threshold,
+# kills Ray's own workers - the Serve controller, the ingress, an engine replica - even
+# when the memory is held by a process outside Ray; the kernel's OOM killer, which picks
+# by OOM score, is left to act instead. Ray's usage stats stay on this machine.
+LOCAL_RAY_ENV = {"RAY_memory_monitor_refresh_ms": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+# Inherited by Ray's processes and the engines they start: under memory pressure the
+# kernel kills other processes (a test run, a build) before any part of the stack.
+STACK_OOM_SCORE_ADJ = -500
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,12 +68,14 @@ def served_model_ids(catalog: Catalog, profile: str) -> tuple[str, ...]:
 
 
 def local_sources(catalog: Catalog, profile: str) -> list[str]:
-    """The ``local:`` and ``fixture:`` sources (weights and adapters) a profile loads."""
+    """The ``local:`` and ``fixture:`` sources (weights, adapters, drafts) a profile loads."""
     target = catalog.profile(profile).target
     sources: list[str] = []
     for variant in catalog.profile_variants(profile):
         sources.append(variant.source_for(target) or "")
         sources.extend(a.source for a in variant.adapters_for(target))
+        if variant.draft_params_b(variant.engines[target]) and variant.mtp_draft is not None:
+            sources.append(variant.mtp_draft.weights_source)
     return [s for s in sources if is_local_source(s)]
 
 
@@ -101,13 +114,14 @@ def start_serving(
     ``otlp_traces_endpoint`` (an OTLP/HTTP ``.../v1/traces`` URL; default from the
     standard ``OTEL_EXPORTER_OTLP_*`` variables) turns on Ray Serve's tracing and the
     engines' spans; it must be known before Ray starts, as every Ray worker inherits it.
-    Returns once Serve reports the application RUNNING (every engine started); raises
-    ``RuntimeError`` if a deployment fails.
+    Returns once the application is submitted; ``wait_ready`` waits for its engines.
+    A Ray cluster started here gets ``LOCAL_RAY_ENV`` and the OOM score of
+    ``protect_from_oom``: the stack shares the host with whatever else runs on it.
     """
     import ray
     from ray import serve
 
-    from serving.app import build_app
+    from serving.deploy import deploy_in_child
 
     catalog = catalog if catalog is not None else load_catalog()
     endpoint = otlp_traces_endpoint or traces_endpoint()
@@ -119,25 +133,17 @@ def start_serving(
     )
     if endpoint is not None:
         os.environ.update(tracing_env(endpoint))  # Ray's processes inherit it
-    # Ray's memory monitor kills workers above 95% of the host's memory by default. On a
-    # CPU host the engines' memory is fixed by their profiles, and a killed Serve
-    # controller or replica costs minutes of restarts, so only act when memory is
-    # really exhausted (an explicit RAY_memory_usage_threshold still wins).
-    os.environ.setdefault("RAY_memory_usage_threshold", "0.99")
     if not ray.is_initialized():
+        os.environ.update({k: v for k, v in LOCAL_RAY_ENV.items() if k not in os.environ})
+        protect_from_oom()
         ray.init(num_cpus=num_cpus or required_cpus(catalog, profile), include_dashboard=False)
     serve.start(
         http_options={"host": host, "port": port},
         tracing_config=serve_tracing_config(endpoint),
         logging_config=SERVE_LOGGING,
     )
-    serve.run(
-        build_app(args),
-        name=app_name,
-        route_prefix="/",
-        blocking=False,
-        logging_config=SERVE_LOGGING,
-    )
+    # Built and submitted by a child process: this one keeps no vLLM or torch in memory.
+    deploy_in_child(args, address=ray.get_runtime_context().gcs_address, app_name=app_name)
     return LocalServing(
         profile=profile,
         app_name=app_name,
@@ -147,6 +153,19 @@ def start_serving(
     )
 
 
+def protect_from_oom(adj: int = STACK_OOM_SCORE_ADJ) -> bool:
+    """Lower this process's OOM score (children inherit it); ``False`` if not permitted.
+
+    Lowering needs ``CAP_SYS_RESOURCE`` (root, or a container granted it); without it
+    the stack runs at the default score.
+    """
+    try:
+        Path("/proc/self/oom_score_adj").write_text(f"{adj}\n")
+    except OSError:
+        return False
+    return True
+
+
 def listed_model_ids(base_url: str, timeout_s: float = 10.0) -> set[str]:
     """The ids ``GET {base_url}/models`` lists."""
     with urllib.request.urlopen(f"{base_url}/models", timeout=timeout_s) as response:
@@ -154,20 +173,37 @@ def listed_model_ids(base_url: str, timeout_s: float = 10.0) -> set[str]:
     return {model["id"] for model in body["data"]}
 
 
-def wait_ready(serving: LocalServing, *, timeout_s: float = 900.0, poll_s: float = 2.0) -> None:
-    """Block until ``/v1/models`` lists every model id of the profile."""
+def wait_ready(
+    serving: LocalServing,
+    *,
+    timeout_s: float = 900.0,
+    poll_s: float = 2.0,
+    progress: EngineProgress | None = None,
+) -> None:
+    """Block until every engine is up and ``/v1/models`` lists every model id of the profile.
+
+    Each poll reads the engines' Serve status (reported to ``progress``, if given);
+    an engine whose deployment failed raises ``RuntimeError`` at once.
+    """
     deadline = time.monotonic() + timeout_s
     last = "no answer yet"
     while time.monotonic() < deadline:
+        statuses = engine_statuses(serving.app_name)
+        if progress is not None:
+            progress.update(statuses)
+        failed = {m: text for m, (status, text) in statuses.items() if phase(status) == "failed"}
+        if failed:
+            raise RuntimeError(f"engines failed to start: {failed}")
         try:
             listed = listed_model_ids(serving.base_url)
         except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
             last = repr(exc)
         else:
             missing = set(serving.model_ids) - listed
-            if not missing:
+            loading = sorted(m for m, (status, _) in statuses.items() if phase(status) != "ready")
+            if not missing and not loading:
                 return
-            last = f"still missing {sorted(missing)}"
+            last = f"still missing {sorted(missing)}, loading {loading}"
         time.sleep(poll_s)
     raise TimeoutError(f"{serving.base_url} not ready after {timeout_s:.0f}s: {last}")
 

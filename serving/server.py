@@ -5,7 +5,7 @@ through the deployment handle (``handle.num_unfinished_requests.remote()``). Ope
 to watch a replica drain; the integration tests use it to show that a request abandoned by
 its client stops generating. Chat and completion calls run inside a GenAI span whose
 context vLLM's engine span continues (``serving.genai_span``), and the replica's log lines
-carry the trace id (``serving.logs``).
+carry the trace id (``serving.logs``). Its engine is ``serving.engine.GemmaVLLMEngine``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from ray._common.usage.usage_lib import usage_stats_enabled
 from ray.llm._internal.serve.core.protocol import RawRequestInfo
 from ray.serve.llm.deployment import LLMServer
 
+from serving.engine import GemmaVLLMEngine
 from serving.genai_span import traced_call
 from serving.logs import install_trace_ids
 
@@ -23,10 +25,22 @@ from serving.logs import install_trace_ids
 class GemmaLLMServer(LLMServer):
     """``LLMServer`` with GenAI spans and a read of the engine's in-flight request count."""
 
+    _default_engine_cls = GemmaVLLMEngine  # type: ignore[assignment]
+
     # Ray Serve awaits async constructors; ``LLMServer``'s starts the engine.
     async def __init__(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[misc]
         install_trace_ids()  # this replica's log lines carry their request's trace id
         await super().__init__(*args, **kwargs)
+
+    async def _start_engine(self) -> None:
+        if usage_stats_enabled():
+            await super()._start_engine()
+            return
+        # Ray Serve LLM reports every model to a detached usage-telemetry actor (a process of
+        # about 0.45 GB on the head node) even when Ray's usage stats are off; they are, here.
+        if self.engine is None:
+            raise ValueError("Engine is not set")
+        await self.engine.start()
 
     async def chat(
         self, request: Any, raw_request_info: RawRequestInfo | None = None

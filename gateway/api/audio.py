@@ -1,13 +1,17 @@
 """``POST /v1/audio/transcriptions`` and ``/v1/audio/translations`` (multipart, OpenAI shape).
 
-The uploaded file is validated and normalised to 16 kHz mono WAV by the media
-checks, then forwarded to the serving application's transcription endpoint.
+The uploaded file is validated and normalised to 16 kHz mono WAV by the media checks,
+then served by the variant routing picks: through the serving application's
+transcription endpoint if it has the ``transcription`` capability (vLLM's speech-to-text,
+Gemma 3n), else through chat completions (Gemma 4, see ``gateway.speech``).
 
 Translations (OpenAI: speech in any language to English text) are transcriptions into
-English: Ray Serve LLM's ingress serves speech-to-text as ``/v1/audio/transcriptions``
-only, and vLLM's speech prompt for Gemma 3n with ``language="en"`` reads "Transcribe this
-audio into English", which is the translation task. Any ``language`` field the client
-sent is replaced; the answer has OpenAI's translation shape (``text``) unchanged.
+English on the endpoint: Ray Serve LLM's ingress serves speech-to-text as
+``/v1/audio/transcriptions`` only, and vLLM's speech prompt for Gemma 3n with
+``language="en"`` reads "Transcribe this audio into English", which is the translation
+task. Any ``language`` field the client sent is replaced there; through chat the
+instruction reads "Translate this audio [from <language>] into English". The answer has
+OpenAI's translation shape (``text``) either way.
 """
 
 from __future__ import annotations
@@ -19,11 +23,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.datastructures import UploadFile
 
 from gateway.errors import InvalidRequest
-from gateway.proxy import Upload
-from gateway.routing import audio_needs
+from gateway.proxy import TRANSCRIPTIONS, Upload
+from gateway.speech.job import Task, speech_job
 from gateway.state import GatewayState, gateway_state
 
-TRANSCRIPTIONS = "/v1/audio/transcriptions"
 TRANSLATION_LANGUAGE = "en"
 router = APIRouter(tags=["audio"])
 State = Annotated[GatewayState, Depends(gateway_state)]
@@ -55,15 +58,18 @@ def into_english(upload: Upload) -> Upload:
     return replace(upload, fields=[*fields, ("language", TRANSLATION_LANGUAGE)])
 
 
+async def _speech(request: Request, state: GatewayState, task: Task) -> Response:
+    model, upload = await _upload(request)
+    job = speech_job(task, upload.fields, max_tokens=state.settings.limits.max_tokens)
+    sent = into_english(upload) if task == "translate" else upload
+    return await state.proxy.transcribe(request, sent, model, job)
+
+
 @router.post(TRANSCRIPTIONS)
 async def transcriptions(request: Request, state: State) -> Response:
-    model, upload = await _upload(request)
-    return await state.proxy.transcribe(request, TRANSCRIPTIONS, upload, model, audio_needs())
+    return await _speech(request, state, "transcribe")
 
 
 @router.post("/v1/audio/translations")
 async def translations(request: Request, state: State) -> Response:
-    model, upload = await _upload(request)
-    return await state.proxy.transcribe(
-        request, TRANSCRIPTIONS, into_english(upload), model, audio_needs()
-    )
+    return await _speech(request, state, "translate")

@@ -1,15 +1,20 @@
-"""Media checks for chat requests and audio uploads: images, audio and safe remote fetches.
+"""Media checks for chat requests and audio uploads: images, audio, video and safe fetches.
 
 MediaValidator(settings, client)      the entry point used by the API layer
 MediaSettings                         limits, nested in the gateway settings as ``media``
-create_fetch_client(settings)         the httpx client remote images should use
+create_fetch_client(settings)         the httpx client remote images and videos should use
+
+    validator.py    counts, then each part: images.py, audio.py, video.py
+    video.py        containers.py (which container, is it whole), then OpenCV/FFmpeg
+    fetch.py        remote URLs (allowlist, address checks, pinned connections, byte caps)
+    encoding.py     strict base64, data: URLs, byte limits
 """
 
 from gateway.media.audio import NormalizedAudio
 from gateway.media.fetch import (
     AddressPolicy,
     PublicAddressPolicy,
-    RemoteImageFetcher,
+    RemoteMediaFetcher,
     Resolver,
     SystemResolver,
     create_fetch_client,
@@ -17,6 +22,7 @@ from gateway.media.fetch import (
 from gateway.media.images import ValidatedImage
 from gateway.media.settings import MediaSettings
 from gateway.media.validator import MediaValidator
+from gateway.media.video import ValidatedVideo
 
 __all__ = [
     "AddressPolicy",
@@ -24,9 +30,10 @@ __all__ = [
     "MediaValidator",
     "NormalizedAudio",
     "PublicAddressPolicy",
-    "RemoteImageFetcher",
+    "RemoteMediaFetcher",
     "Resolver",
     "SystemResolver",
     "ValidatedImage",
+    "ValidatedVideo",
     "create_fetch_client",
 ]

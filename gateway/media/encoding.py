@@ -1,14 +1,40 @@
-"""Strict base64 and byte limits shared by image and audio parts."""
+"""Strict base64, ``data:`` URLs and byte limits shared by image, audio and video parts."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Literal
 
 from gateway.errors import InvalidMedia, PayloadTooLarge
 
-MediaKind = Literal["image", "audio"]
+MediaKind = Literal["image", "audio", "video"]
+
+_DATA_URL = re.compile(
+    r"data:(?P<mime>[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+)?"
+    r"(?P<params>(?:;[a-z0-9!#$&^_.+-]+=[^;,]*)*);base64,(?P<data>.*)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def parse_data_url(url: str, *, kind: MediaKind, max_bytes: int, param: str | None) -> bytes:
+    """The bytes of a ``data:<kind>/...;base64,...`` URL (error code ``invalid_<kind>``)."""
+    match = _DATA_URL.fullmatch(url)
+    if match is None:
+        raise InvalidMedia(
+            f"{kind.capitalize()} URLs must be data:{kind}/<type>;base64,<data> URLs.",
+            param=param,
+            code=f"invalid_{kind}",
+        )
+    mime = (match.group("mime") or "").lower()
+    if not mime.startswith(f"{kind}/"):
+        raise InvalidMedia(
+            f"The data URL's media type is {mime or 'missing'}, not {kind}/*.",
+            param=param,
+            code=f"invalid_{kind}",
+        )
+    return decode_base64(match.group("data"), max_bytes=max_bytes, param=param, kind=kind)
 
 
 def decode_base64(payload: object, *, max_bytes: int, param: str | None, kind: MediaKind) -> bytes:

@@ -1,4 +1,4 @@
-"""Fetching remote images without opening a door into the private network.
+"""Fetching remote images and videos without opening a door into the private network.
 
 Each hop (the URL and every redirect) is checked the same way before anything is sent:
 
@@ -15,15 +15,16 @@ Redirects are followed by hand, at most ``remote_max_redirects``; the body is ca
 it streams, and the whole fetch (DNS, redirects, body) runs under one deadline.
 
 The ``httpx.AsyncClient`` is injected; make it with ``create_fetch_client`` (no proxies from
-the environment, no redirects, no cookies) and keep it for remote images only.
+the environment, no redirects, no cookies) and keep it for remote media only.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Protocol
+from typing import Literal, Protocol
 
 import anyio
 import httpx
@@ -32,6 +33,7 @@ from gateway.errors import InvalidMedia
 from gateway.media.settings import MediaSettings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+FetchKind = Literal["image", "video"]
 
 METADATA_HOSTS = frozenset(
     {
@@ -133,18 +135,45 @@ def host_allowed(host: str, allowlist: list[str]) -> bool:
 
 
 def create_fetch_client(settings: MediaSettings) -> httpx.AsyncClient:
-    """A client fit for remote images: no env proxies, no redirects, no cookie jar."""
+    """A client fit for remote media: no env proxies, no redirects, no cookie jar."""
     return httpx.AsyncClient(
         trust_env=False,
         follow_redirects=False,
         timeout=settings.remote_fetch_timeout,
         cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-        headers={"accept": "image/*", "user-agent": "gemma-serving-gateway"},
+        headers={"user-agent": "gemma-serving-gateway"},
     )
 
 
-class RemoteImageFetcher:
-    """Fetches the bytes of an allowlisted, public http(s) image URL (checks in module doc)."""
+@dataclass(frozen=True)
+class _Job:
+    """One fetch: what it fetches, for which part, how many bytes it may read, if at all."""
+
+    kind: FetchKind
+    param: str | None
+    max_bytes: int
+    enabled: bool
+
+    def forbidden(self, message: str) -> InvalidMedia:
+        return InvalidMedia(message, param=self.param, code=f"{self.kind}_url_forbidden")
+
+    def failed(self, message: str) -> InvalidMedia:
+        return InvalidMedia(message, param=self.param, code=f"{self.kind}_fetch_failed")
+
+    def too_large(self) -> InvalidMedia:
+        return InvalidMedia(
+            f"The remote {self.kind} is larger than {self.max_bytes} bytes.",
+            param=self.param,
+            code=f"{self.kind}_too_large",
+        )
+
+
+class RemoteMediaFetcher:
+    """Fetches the bytes of an allowlisted, public http(s) image or video URL (see module doc).
+
+    Images need ``allow_remote_images`` and are capped at ``remote_max_bytes``; videos need
+    ``allow_remote_videos`` and are capped at ``max_video_bytes``. Everything else is shared.
+    """
 
     def __init__(
         self,
@@ -159,54 +188,62 @@ class RemoteImageFetcher:
         self._resolver: Resolver = resolver or SystemResolver()
         self._policy: AddressPolicy = policy or PublicAddressPolicy()
 
-    async def fetch(self, url: str, *, param: str | None = None) -> bytes:
-        """The body of ``url``; InvalidMedia ``image_url_forbidden`` or ``image_fetch_failed``."""
-        if not self._settings.allow_remote_images:
-            raise _forbidden("Remote image URLs are disabled; send a data: URL.", param)
+    def _job(self, kind: FetchKind, param: str | None) -> _Job:
+        settings = self._settings
+        if kind == "video":
+            return _Job(kind, param, settings.max_video_bytes, settings.allow_remote_videos)
+        return _Job(kind, param, settings.remote_max_bytes, settings.allow_remote_images)
+
+    async def fetch(
+        self, url: str, *, param: str | None = None, kind: FetchKind = "image"
+    ) -> bytes:
+        """The body of ``url``; InvalidMedia ``<kind>_url_forbidden`` or ``<kind>_fetch_failed``."""
+        job = self._job(kind, param)
+        if not job.enabled:
+            raise job.forbidden(f"Remote {kind} URLs are disabled; send a data: URL.")
         try:
             target = httpx.URL(url)
         except (httpx.InvalidURL, TypeError) as exc:
             raise InvalidMedia(
-                "The image URL is invalid.", param=param, code="invalid_image"
+                f"The {kind} URL is invalid.", param=param, code=f"invalid_{kind}"
             ) from exc
         try:
             with anyio.fail_after(self._settings.remote_fetch_timeout):
-                return await self._follow(target, param)
+                return await self._follow(target, job)
         except TimeoutError as exc:
-            raise _failed("Fetching the image timed out.", param) from exc
+            raise job.failed(f"Fetching the {kind} timed out.") from exc
 
-    async def _follow(self, url: httpx.URL, param: str | None) -> bytes:
+    async def _follow(self, url: httpx.URL, job: _Job) -> bytes:
         for _ in range(self._settings.remote_max_redirects + 1):
-            address = await self._check_hop(url, param)
-            body, location = await self._get(url, address, param)
+            address = await self._check_hop(url, job)
+            body, location = await self._get(url, address, job)
             if location is None:
                 return body
             url = location
-        raise _failed(
-            f"The image URL redirected more than {self._settings.remote_max_redirects} times.",
-            param,
+        raise job.failed(
+            f"The {job.kind} URL redirected more than {self._settings.remote_max_redirects} times."
         )
 
-    async def _check_hop(self, url: httpx.URL, param: str | None) -> IPAddress:
+    async def _check_hop(self, url: httpx.URL, job: _Job) -> IPAddress:
         """Check scheme, credentials, host and resolved addresses; the address to connect to."""
         if url.scheme not in _DEFAULT_PORTS:
-            raise _forbidden("Image URLs must be http or https.", param)
+            raise job.forbidden(f"{job.kind.capitalize()} URLs must be http or https.")
         if url.userinfo:
-            raise _forbidden("Image URLs may not carry credentials.", param)
+            raise job.forbidden(f"{job.kind.capitalize()} URLs may not carry credentials.")
         host = url.raw_host.decode("ascii").lower().rstrip(".")
         if not host or host in METADATA_HOSTS:
-            raise _forbidden(f"Images may not be fetched from {host!r}.", param)
+            raise job.forbidden(f"{job.kind.capitalize()}s may not be fetched from {host!r}.")
         if not host_allowed(host, self._settings.remote_image_hosts):
-            raise _forbidden(f"Host {host!r} is not an allowed image host.", param)
-        addresses = await self._addresses(host, url.port or _DEFAULT_PORTS[url.scheme], param)
+            raise job.forbidden(f"Host {host!r} is not an allowed {job.kind} host.")
+        addresses = await self._addresses(host, url.port or _DEFAULT_PORTS[url.scheme], job)
         refused = [str(address) for address in addresses if not self._policy.allows(address)]
         if refused or not addresses:
-            raise _forbidden(
-                f"Host {host!r} resolves to a non-public address ({', '.join(refused)}).", param
+            raise job.forbidden(
+                f"Host {host!r} resolves to a non-public address ({', '.join(refused)})."
             )
         return addresses[0]
 
-    async def _addresses(self, host: str, port: int, param: str | None) -> list[IPAddress]:
+    async def _addresses(self, host: str, port: int, job: _Job) -> list[IPAddress]:
         try:
             return [ipaddress.ip_address(host)]
         except ValueError:
@@ -214,10 +251,10 @@ class RemoteImageFetcher:
         try:
             return await self._resolver.resolve(host, port)
         except OSError as exc:
-            raise _failed(f"Host {host!r} could not be resolved.", param) from exc
+            raise job.failed(f"Host {host!r} could not be resolved.") from exc
 
     async def _get(
-        self, url: httpx.URL, address: IPAddress, param: str | None
+        self, url: httpx.URL, address: IPAddress, job: _Job
     ) -> tuple[bytes, httpx.URL | None]:
         """GET ``url`` from ``address``: (body, None), or (b"", next URL) on a redirect."""
         extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
@@ -229,6 +266,7 @@ class RemoteImageFetcher:
             headers={
                 "host": url.netloc.decode("ascii"),
                 "connection": "close",
+                "accept": f"{job.kind}/*",
                 "accept-encoding": "identity",
             },
             extensions=extensions,
@@ -236,40 +274,25 @@ class RemoteImageFetcher:
         try:
             response = await self._client.send(request, stream=True, follow_redirects=False)
             try:
-                return await self._read(url, response, param)
+                return await self._read(url, response, job)
             finally:
                 await response.aclose()
         except httpx.HTTPError as exc:
-            raise _failed(f"Fetching the image failed ({type(exc).__name__}).", param) from exc
+            raise job.failed(f"Fetching the {job.kind} failed ({type(exc).__name__}).") from exc
 
     async def _read(
-        self, url: httpx.URL, response: httpx.Response, param: str | None
+        self, url: httpx.URL, response: httpx.Response, job: _Job
     ) -> tuple[bytes, httpx.URL | None]:
         if response.status_code in _REDIRECTS and "location" in response.headers:
             return b"", url.join(response.headers["location"])
         if response.status_code != 200:
-            raise _failed(f"The image URL answered HTTP {response.status_code}.", param)
-        limit = self._settings.remote_max_bytes
+            raise job.failed(f"The {job.kind} URL answered HTTP {response.status_code}.")
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise _too_large(limit, param)
+        if declared.isdigit() and int(declared) > job.max_bytes:
+            raise job.too_large()
         body = bytearray()
         async for chunk in response.aiter_raw():
             body.extend(chunk)
-            if len(body) > limit:
-                raise _too_large(limit, param)
+            if len(body) > job.max_bytes:
+                raise job.too_large()
         return bytes(body), None
-
-
-def _forbidden(message: str, param: str | None) -> InvalidMedia:
-    return InvalidMedia(message, param=param, code="image_url_forbidden")
-
-
-def _failed(message: str, param: str | None) -> InvalidMedia:
-    return InvalidMedia(message, param=param, code="image_fetch_failed")
-
-
-def _too_large(limit: int, param: str | None) -> InvalidMedia:
-    return InvalidMedia(
-        f"The remote image is larger than {limit} bytes.", param=param, code="image_too_large"
-    )

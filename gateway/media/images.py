@@ -17,24 +17,17 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 import warnings
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
 from gateway.errors import InvalidMedia
-from gateway.media.encoding import check_size, decode_base64
+from gateway.media.encoding import check_size, parse_data_url
 from gateway.media.settings import MediaSettings
 
 # Pillow's JPEG plugin names a multi-picture JPEG (most phone photos) "MPO".
 _MIME_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg", "GIF": "image/gif"}
-
-_DATA_URL = re.compile(
-    r"data:(?P<mime>[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+)?"
-    r"(?P<params>(?:;[a-z0-9!#$&^_.+-]+=[^;,]*)*);base64,(?P<data>.*)",
-    re.IGNORECASE | re.DOTALL,
-)
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError)
 
@@ -54,28 +47,9 @@ class ValidatedImage:
         return f"data:{self.mime_type};base64,{base64.b64encode(self.data).decode('ascii')}"
 
 
-def parse_data_url(url: str, *, max_bytes: int, param: str | None) -> bytes:
-    """The bytes of a ``data:image/...;base64,...`` URL."""
-    match = _DATA_URL.fullmatch(url)
-    if match is None:
-        raise InvalidMedia(
-            "Image URLs must be data:image/<type>;base64,<data> URLs.",
-            param=param,
-            code="invalid_image",
-        )
-    mime = (match.group("mime") or "").lower()
-    if not mime.startswith("image/"):
-        raise InvalidMedia(
-            f"The data URL's media type is {mime or 'missing'}, not image/*.",
-            param=param,
-            code="invalid_image",
-        )
-    return decode_base64(match.group("data"), max_bytes=max_bytes, param=param, kind="image")
-
-
 def image_from_data_url(url: str, settings: MediaSettings, *, param: str | None) -> ValidatedImage:
     """Decode and validate a data URL image (CPU work: run it in a worker thread)."""
-    data = parse_data_url(url, max_bytes=settings.max_image_bytes, param=param)
+    data = parse_data_url(url, kind="image", max_bytes=settings.max_image_bytes, param=param)
     return validate_image_bytes(data, settings, param=param)
 
 

@@ -1,4 +1,4 @@
-"""Settings for media checks: image and audio limits and the remote image policy.
+"""Settings for media checks: image, audio and video limits and the remote media policy.
 
 Nested in the gateway's settings as ``media``, so every field is set from the
 environment as ``GATEWAY_MEDIA__<FIELD>`` (for example ``GATEWAY_MEDIA__MAX_IMAGE_PIXELS``).
@@ -7,6 +7,14 @@ List fields take JSON (``'["PNG","JPEG"]'``) or a comma-separated string (``PNG,
 Audio defaults follow Gemma 3n's audio encoder: it consumes 16 kHz mono audio in
 30-second chunks, so one audio part is capped at 30 seconds and every accepted clip is
 resampled to 16 kHz mono before it reaches the engine.
+
+Video defaults follow Gemma 4, which has no video tower: vLLM samples at most 32 frames of
+a video and feeds each one to the vision tower at 70 soft tokens (plus about 8 tokens of
+timestamp and markers), so a video costs about 2,500 prompt tokens whatever its length.
+The limits bound the work of reading it: vLLM's video loader decodes every frame up to
+the last one it samples, so ``max_video_frames`` and ``max_video_frame_pixels`` are what
+one video can cost the engine. Remote videos are off by default; when on, they follow the
+remote image policy (hosts, address checks, redirects, timeout) with ``max_video_bytes``.
 """
 
 from __future__ import annotations
@@ -19,10 +27,15 @@ from PIL import Image
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import NoDecode
 
+from gateway.media.containers import CONTAINERS
+
 MIB = 1024 * 1024
 
 DEFAULT_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
 DEFAULT_AUDIO_FORMATS = ("WAV", "MP3", "FLAC", "OGG")
+DEFAULT_VIDEO_FORMATS = ("MP4", "MOV", "WEBM")
+#: Prompt tokens one video counts for: Gemma 4's 32 sampled frames x (70 + 8) tokens.
+DEFAULT_VIDEO_TOKENS = 2_500
 
 
 # List fields are decoded here, not by pydantic-settings, so the environment may hold
@@ -39,7 +52,7 @@ def _split_list(value: Any) -> Any:
 
 
 class MediaSettings(BaseModel):
-    """Limits on the images and audio a request may carry, and where images may come from."""
+    """Limits on the images, audio and video a request may carry, and where media may come from."""
 
     image_formats: NameList = Field(
         default=list(DEFAULT_IMAGE_FORMATS),
@@ -67,14 +80,15 @@ class MediaSettings(BaseModel):
     )
     remote_image_hosts: NameList = Field(
         default_factory=list,
-        description="Hosts remote images may come from: exact names ('images.example.com') or "
-        "suffixes ('*.example.com' or '.example.com'). Private and metadata addresses are "
-        "refused even when listed.",
+        description="Hosts remote images and videos may come from: exact names "
+        "('images.example.com') or suffixes ('*.example.com' or '.example.com'). Private and "
+        "metadata addresses are refused even when listed.",
     )
     remote_fetch_timeout: float = Field(
         default=10.0,
         gt=0,
-        description="Seconds one remote image may take in all: DNS, connects, redirects, body.",
+        description="Seconds one remote image or video may take in all: DNS, connects, "
+        "redirects, body.",
     )
     remote_max_bytes: int = Field(
         default=10 * MIB, ge=1, description="Largest remote image body read, in bytes."
@@ -82,7 +96,7 @@ class MediaSettings(BaseModel):
     remote_max_redirects: int = Field(
         default=3,
         ge=0,
-        description="Redirects followed per remote image; each hop is checked again.",
+        description="Redirects followed per remote image or video; each hop is checked again.",
     )
     audio_formats: NameList = Field(
         default=list(DEFAULT_AUDIO_FORMATS),
@@ -113,13 +127,60 @@ class MediaSettings(BaseModel):
     audio_sample_rate: int = Field(
         default=16_000, ge=1, description="Sample rate audio is resampled to for the engine, in Hz."
     )
+    video_formats: NameList = Field(
+        default=list(DEFAULT_VIDEO_FORMATS),
+        description="Video containers accepted, recognised from the file's first bytes: "
+        "MP4, MOV (QuickTime), WEBM, MKV (Matroska), AVI. Any codec FFmpeg decodes inside.",
+    )
+    max_video_bytes: int = Field(
+        default=20 * MIB,
+        ge=1,
+        description="Largest video accepted, in bytes of the file (base64 decoded, or the "
+        "remote body). Inline videos are also bounded by limits.max_body_bytes.",
+    )
+    max_video_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest video accepted, in seconds (frames / frame rate, from the header "
+        "and again from the packets).",
+    )
+    max_video_frames: int = Field(
+        default=3_600,
+        ge=1,
+        description="Most frames a video may have (60 s at 60 fps); checked from the header "
+        "before decoding, then by counting packets.",
+    )
+    max_video_frame_pixels: int = Field(
+        default=1920 * 1088,
+        ge=1,
+        description="Largest frame width*height accepted (1080p), checked from the header "
+        "before any frame is decoded.",
+    )
+    max_videos_per_request: int = Field(
+        default=1,
+        ge=0,
+        description="Most video_url parts one request may carry, over all messages (Gemma 4 "
+        "engines take one video per prompt).",
+    )
+    allow_remote_videos: bool = Field(
+        default=False,
+        description="Fetch http(s) video URLs under the remote image policy "
+        "(remote_image_hosts, address checks, redirects, remote_fetch_timeout), up to "
+        "max_video_bytes; off: only data: URLs are accepted.",
+    )
+    video_tokens: int = Field(
+        default=DEFAULT_VIDEO_TOKENS,
+        ge=1,
+        description="Prompt tokens one video counts for when routing (context fit) and "
+        "reserving quota; Gemma 4 samples up to 32 frames at about 78 tokens each.",
+    )
     max_concurrent_decodes: int = Field(
         default=4,
         ge=1,
         description="Media decodes one gateway process runs at once in worker threads.",
     )
 
-    @field_validator("image_formats", "audio_formats", mode="before")
+    @field_validator("image_formats", "audio_formats", "video_formats", mode="before")
     @classmethod
     def _upper_formats(cls, value: Any) -> Any:
         value = _split_list(value)
@@ -142,6 +203,14 @@ class MediaSettings(BaseModel):
         unknown = [name for name in value if name not in sf.available_formats()]
         if unknown:
             raise ValueError(f"libsndfile cannot read audio formats {unknown}")
+        return value
+
+    @field_validator("video_formats")
+    @classmethod
+    def _known_containers(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in CONTAINERS]
+        if unknown:
+            raise ValueError(f"unknown video containers {unknown} (known: {sorted(CONTAINERS)})")
         return value
 
     @field_validator("remote_image_hosts", mode="before")

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from gemma_serving.commands.console import Console, log_file_path
+
 if TYPE_CHECKING:
     from serving.catalog import Catalog
 
@@ -113,7 +115,6 @@ def _raise_interrupt(*_: Any) -> None:
 
 
 def _wait_for_interrupt() -> None:
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     while True:
         time.sleep(3600)
 
@@ -132,26 +133,64 @@ def serve_command(
     gateway: Annotated[
         bool, typer.Option(help="Run the gateway in front ($GATEWAY_HOST:$GATEWAY_PORT).")
     ] = True,
+    logs: Annotated[
+        bool,
+        typer.Option(
+            "--logs/--quiet",
+            help="Show Ray's, vLLM's and the gateway's logs here (default: a log file).",
+        ),
+    ] = False,
     catalog: CatalogOption = None,
 ) -> None:
     """Run a profile's Ray Serve application (and the gateway in front) until Ctrl-C."""
-    from serving.runner import shutdown, start_serving, wait_ready
+    from serving.models.store import gemma_home
 
     loaded = _load(catalog, profile)
     if prepare:
         _prepare_local_models(loaded, profile)
+    console = Console.loud() if logs else Console.quiet(log_file_path(gemma_home()))
+    if console.log_path is not None:
+        console.say(f"Logs:     {console.log_path}  (--logs shows them here)")
     try:
-        serving = start_serving(profile, catalog=loaded, host=host, port=port, num_cpus=num_cpus)
-        wait_ready(serving, timeout_s=ready_timeout)
-        typer.echo(f"Serve ({profile}) at {serving.base_url}: {', '.join(serving.model_ids)}")
+        _serve(console, loaded, profile, host, port, num_cpus, ready_timeout, gateway)
+    except KeyboardInterrupt:
+        console.say("Stopping: draining requests, then shutting down Ray.")
+    except (RuntimeError, TimeoutError) as exc:
+        console.say(f"error: {exc}")
+        raise typer.Exit(1) from exc
+
+
+def _serve(
+    console: Console,
+    catalog: Catalog,
+    profile: str,
+    host: str,
+    port: int,
+    num_cpus: int | None,
+    ready_timeout: float,
+    gateway: bool,
+) -> None:
+    from serving.progress import EngineProgress
+    from serving.runner import shutdown, start_serving, wait_ready
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
+    progress = EngineProgress(console.say)
+    engines = len(catalog.profile_variants(profile))
+    console.say(f"Starting Ray Serve ({profile}): {engines} engine{'s' * (engines != 1)}")
+    try:
+        serving = start_serving(profile, catalog=catalog, host=host, port=port, num_cpus=num_cpus)
+        wait_ready(serving, timeout_s=ready_timeout, progress=progress)
+        console.say(f"Serve at   {serving.base_url}: {', '.join(serving.model_ids)}")
         if gateway:
             from gemma_serving.commands.stack import run_gateway
 
-            run_gateway(upstream_url=f"http://{host}:{port}")
+            with run_gateway(console, upstream_url=f"http://{host}:{port}") as process:
+                console.say("Press Ctrl-C to stop.")
+                returncode = process.wait()
+            raise RuntimeError(f"the gateway exited with {returncode}")
         else:
-            typer.echo("Press Ctrl-C to stop.")
+            console.say("Press Ctrl-C to stop.")
             _wait_for_interrupt()
-    except KeyboardInterrupt:
-        typer.echo("Stopping: draining requests, then shutting down Ray.")
     finally:
         shutdown()

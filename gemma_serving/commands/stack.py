@@ -1,12 +1,27 @@
-"""The gateway of ``gemma-serving serve``: in front of the Serve app just started, with a dev key.
+"""The gateway of ``gemma-serving serve``: its own process in front of the Serve app just started.
 
-``make serve`` ends here: the gateway runs in this process (uvicorn, until Ctrl-C) and
-prints the base URL and the development API key to use with any OpenAI client.
+``make serve`` ends here: the gateway runs as ``gemma-serving gateway`` (a process of its
+own: it imports neither Ray nor vLLM) until Ctrl-C, and the terminal shows its base URL
+and the development API key to use with any OpenAI client. Its logs go where the
+console's do (the log file, unless ``--logs``).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
+
+from gemma_serving.commands.console import Console
+
+GATEWAY_START_TIMEOUT_S = 60.0
 
 
 def _dev_key_line(redis_url: str, key_prefix: str) -> str:
@@ -23,19 +38,40 @@ def _dev_key_line(redis_url: str, key_prefix: str) -> str:
     return f"API key:  {secret}  (development key, kept in {path}; `gemma-serving keys --help`)"
 
 
-def run_gateway(*, upstream_url: str) -> None:
-    """Serve the gateway (settings from ``GATEWAY_*``) until interrupted."""
-    import uvicorn
+def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + GATEWAY_START_TIMEOUT_S
+    while process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway did not answer {url} in time") from None
+            time.sleep(0.2)
+    raise RuntimeError(f"the gateway exited with {process.returncode} while starting")
 
-    from gateway.app import create_app
+
+@contextmanager
+def run_gateway(console: Console, *, upstream_url: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Start the gateway (settings from ``GATEWAY_*``), say where it is, stop it on exit."""
     from gateway.settings import GatewaySettings
 
     settings = GatewaySettings(upstream_url=upstream_url)
-    base_url = f"http://{settings.host}:{settings.port}/v1"
-    typer.echo(f'Gateway at {base_url}  (OpenAI API; model "auto" routes by capability)')
-    if settings.quota.enabled:
-        typer.echo(_dev_key_line(settings.quota.redis_url, settings.quota.key_prefix))
-    else:
-        typer.echo("API key:  not needed (GATEWAY_QUOTA__ENABLED=false)")
-    typer.echo("Press Ctrl-C to stop.")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    command = [sys.executable, "-m", "gemma_serving.cli", "gateway", "--upstream", upstream_url]
+    process = subprocess.Popen(command, env={**os.environ, "GATEWAY_UPSTREAM_URL": upstream_url})
+    try:
+        _wait_healthy(f"http://{settings.host}:{settings.port}/healthz", process)
+        base_url = f"http://{settings.host}:{settings.port}/v1"
+        console.say(f'Gateway at {base_url}  (OpenAI API; model "auto" routes by capability)')
+        if settings.quota.enabled:
+            console.say(_dev_key_line(settings.quota.redis_url, settings.quota.key_prefix))
+        else:
+            console.say("API key:  not needed (GATEWAY_QUOTA__ENABLED=false)")
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

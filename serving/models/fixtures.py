@@ -8,6 +8,9 @@ name says ``tiny-random`` so that nobody mistakes them for models.
   16 image tokens) with the Gemma tokenizer plus ``<image_soft_token>``; 16.9 M parameters.
 - ``tiny-random-gemma-3n``: ``Gemma3nForConditionalGeneration`` (audio conformer + a shrunken
   MobileNetV5 vision encoder) with the Gemma tokenizer laid out like Gemma 3n's; 34.8 M.
+- ``tiny-random-gemma-4``: ``Gemma4ForConditionalGeneration`` (text with per-layer embeddings,
+  vision tower shared by images and video frames, audio conformer) with the Gemma tokenizer laid
+  out like Gemma 4's and a Gemma 4 chat template (thinking, tools, media parts); 26.8 M.
 - ``tiny-lora-gemma-3-270m``: a rank-4 PEFT LoRA adapter for the embedded Gemma 3 270M.
 
 Builders are deterministic (fixed seeds) and write into a staging folder that is renamed
@@ -30,6 +33,7 @@ from serving.models.store import gemma_home
 
 VISION_FIXTURE = "tiny-random-gemma-3-vision"
 AUDIO_FIXTURE = "tiny-random-gemma-3n"
+GEMMA4_FIXTURE = "tiny-random-gemma-4"
 LORA_FIXTURE = "tiny-lora-gemma-3-270m"
 SEED = 20250312
 _TEMPLATES = files("serving.models").joinpath("templates")
@@ -40,6 +44,46 @@ _3N_IMAGE_SOFT = 262145
 _3N_END_OF_AUDIO = 262272
 _3N_AUDIO_SOFT = 262273
 _3N_VOCAB = 262400
+
+# Gemma 4's control tokens at the ids Gemma 4's tokenizer gives them: it reuses unused slots of
+# the Gemma 3 vocabulary (same 262144 ids), so Gemma4Config's default token ids hold.
+_GEMMA4_TOKENS = {
+    46: "<|tool>",
+    47: "<tool|>",
+    48: "<|tool_call>",
+    49: "<tool_call|>",
+    50: "<|tool_response>",
+    51: "<tool_response|>",
+    52: '<|"|>',
+    98: "<|think|>",
+    100: "<|channel>",
+    101: "<channel|>",
+    105: "<|turn>",
+    106: "<turn|>",
+    255999: "<|image>",
+    256000: "<|audio>",
+    258880: "<|image|>",
+    258881: "<|audio|>",
+    258882: "<image|>",
+    258883: "<audio|>",
+    258884: "<|video|>",
+}
+# The names Gemma4Processor reads off the tokenizer.
+_GEMMA4_PROCESSOR_TOKENS = {
+    "image_token": "<|image|>",
+    "boi_token": "<|image>",
+    "eoi_token": "<image|>",
+    "audio_token": "<|audio|>",
+    "boa_token": "<|audio>",
+    "eoa_token": "<audio|>",
+    "video_token": "<|video|>",
+}
+# Generation ends on <eos>, <turn|> or <|tool_response> (a tool call waits for its result).
+_GEMMA4_EOS = [1, 106, 50]
+# Soft tokens per image and per video frame: the smallest budget Gemma 4's processors accept
+# (vLLM always encodes video frames at 70). vLLM samples video frames itself (32 unless
+# media_io_kwargs says otherwise); the video processor's num_frames only serves transformers.
+_GEMMA4_SOFT_TOKENS = 70
 
 # A MobileNetV5 encoder with few channels; every stage ends with a `uir` block because
 # timm's feature_info cannot end a stage on an attention (`mqa`) block.
@@ -295,6 +339,134 @@ def _build_audio(embedded: PreparedModel, out: Path) -> None:
     processor.save_pretrained(out)
 
 
+# --- Gemma 4 (text + vision/video + audio) ----------------------------------------------
+
+
+def _gemma4_tokenizer_json(source: Path, out: Path) -> None:
+    """The Gemma tokenizer re-laid like Gemma 4's: its control tokens replace unused slots."""
+    data = json.loads((source / "tokenizer.json").read_text())
+    vocab = data["model"]["vocab"]
+    renamed = 0
+    for token in data["added_tokens"]:
+        content = _GEMMA4_TOKENS.get(token["id"])
+        if content is None:
+            continue
+        old = token["content"]
+        token["content"] = content
+        token["special"] = True
+        if isinstance(vocab, dict):
+            vocab.pop(old, None)
+            vocab[content] = token["id"]
+        else:  # unigram: [[piece, score], ...]
+            vocab[token["id"]][0] = content
+        renamed += 1
+    if renamed != len(_GEMMA4_TOKENS):
+        raise RuntimeError(f"base tokenizer lacks some of Gemma 4's slots ({renamed} found)")
+    (out / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False))
+    config = json.loads((source / "tokenizer_config.json").read_text())
+    config.pop("added_tokens_decoder", None)
+    config.pop("chat_template", None)
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+
+
+def _gemma4_config(tokenizer: Any) -> Any:
+    from transformers import Gemma4Config
+
+    text = {
+        "vocab_size": 262144,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 32,
+        "global_head_dim": 32,
+        "hidden_size_per_layer_input": 16,
+        "vocab_size_per_layer_input": 262144,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "sliding_window": 64,
+        "final_logit_softcapping": 30.0,
+        "max_position_embeddings": 4096,
+        "eos_token_id": list(_GEMMA4_EOS),
+    }
+    vision = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "head_dim": 32,
+        "patch_size": 16,
+        "pooling_kernel_size": 3,
+        # Hub configs carry this; vLLM sizes image placeholders and its encoder budget from it.
+        "default_output_length": _GEMMA4_SOFT_TOKENS,
+    }
+    audio = {
+        "hidden_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        # The subsampler's projection assumes channels[0] == the 128 mel bins.
+        "subsampling_conv_channels": [128, 8],
+        "output_proj_dims": 64,
+    }
+    ids = {
+        name: tokenizer.convert_tokens_to_ids(token)
+        for name, token in _GEMMA4_PROCESSOR_TOKENS.items()
+    }
+    return Gemma4Config(
+        text_config=text,
+        vision_config=vision,
+        audio_config=audio,
+        boi_token_id=ids["boi_token"],
+        eoi_token_id=ids["eoi_token"],
+        image_token_id=ids["image_token"],
+        video_token_id=ids["video_token"],
+        boa_token_id=ids["boa_token"],
+        eoa_token_index=ids["eoa_token"],
+        audio_token_id=ids["audio_token"],
+    )
+
+
+def _build_gemma4(embedded: PreparedModel, out: Path) -> None:
+    from transformers import (
+        AutoTokenizer,
+        Gemma4AudioFeatureExtractor,
+        Gemma4ForConditionalGeneration,
+        Gemma4ImageProcessor,
+        Gemma4Processor,
+        Gemma4VideoProcessor,
+        GenerationConfig,
+    )
+
+    _gemma4_tokenizer_json(_base_tokenizer_dir(embedded), out)
+    tokenizer: Any = AutoTokenizer.from_pretrained(
+        out, extra_special_tokens=dict(_GEMMA4_PROCESSOR_TOKENS)
+    )
+    for token_id, token in _GEMMA4_TOKENS.items():
+        if tokenizer.convert_tokens_to_ids(token) != token_id:
+            raise RuntimeError(f"{token} did not land at id {token_id}")
+    config = _gemma4_config(tokenizer)
+    _seed()
+    model = Gemma4ForConditionalGeneration(config).eval()
+    model.save_pretrained(out, safe_serialization=True)
+    GenerationConfig(
+        bos_token_id=2, eos_token_id=list(_GEMMA4_EOS), pad_token_id=0
+    ).save_pretrained(out)
+    processor = Gemma4Processor(
+        feature_extractor=Gemma4AudioFeatureExtractor(),
+        image_processor=Gemma4ImageProcessor(max_soft_tokens=_GEMMA4_SOFT_TOKENS),
+        video_processor=Gemma4VideoProcessor(max_soft_tokens=_GEMMA4_SOFT_TOKENS, num_frames=4),
+        tokenizer=tokenizer,
+        chat_template=_TEMPLATES.joinpath("gemma4_chat.jinja").read_text(),
+        image_seq_length=_GEMMA4_SOFT_TOKENS,
+    )
+    processor.save_pretrained(out)
+    # vLLM 0.29 picks the video loader from `video_processor_type` in this file; without it
+    # it falls back to transformers' model-type mapping, whose values are dicts in 5.x, and
+    # every `video_url` part fails with "unhashable type: 'dict'".
+    processor.video_processor.save_pretrained(out)
+
+
 # --- LoRA adapter for the 270M ----------------------------------------------------------
 
 
@@ -329,6 +501,7 @@ def _build_lora(embedded: PreparedModel, out: Path) -> None:
 _BUILDERS: dict[str, Callable[[PreparedModel, Path], None]] = {
     VISION_FIXTURE: _build_vision,
     AUDIO_FIXTURE: _build_audio,
+    GEMMA4_FIXTURE: _build_gemma4,
     LORA_FIXTURE: _build_lora,
 }
 FIXTURES = tuple(_BUILDERS)

@@ -16,7 +16,7 @@ from gateway.settings import DEFAULT_ALIASES
 from serving.catalog import load_catalog
 
 TEXT = "gemma-3-270m"
-VISION = "tiny-random-gemma-3-vision"
+VISION = "tiny-random-gemma-4"  # cpu-dev's media engine
 
 
 def png_data_url(size: int = 16) -> str:

@@ -70,7 +70,7 @@ def test_image_rows_carry_the_image_token_and_pixels() -> None:
             "sampling_params": {},
         }
     )
-    assert row["prompt"].count("<start_of_image>") == 1
+    assert row["prompt"].count("<|image|>") == 1  # the Gemma 4 fixture's image placeholder
     assert url not in row["prompt"]
     (image,) = row["multimodal_data"]["image"]
     assert image.size == (8, 8)

@@ -12,7 +12,7 @@ from batch.ray_engine import (
     result_from_row,
     serve_request,
 )
-from serving.app import CPU_ENV, llm_config_data
+from serving.app import cpu_env, llm_config_data
 from serving.catalog import load_catalog
 from serving.logs import vllm_logging_env
 from serving.models.store import gemma_home
@@ -30,7 +30,7 @@ def test_spec_runs_the_serving_engine_profile_on_the_cpu_backend() -> None:
     spec = _spec()
     assert spec.variant == TEXT
     assert spec.cpu
-    assert spec.env_vars == {**CPU_ENV, **vllm_logging_env()}
+    assert spec.env_vars == {**cpu_env(), **vllm_logging_env()}
     kwargs = spec.processor_engine_kwargs()
     assert kwargs["max_model_len"] == 4096
     assert kwargs["kv_cache_memory_bytes"] > 0

@@ -94,7 +94,13 @@ def test_models_lists_variants_adapters_and_aliases(openai_client: OpenAI) -> No
     assert {"gemma-3-270m", "gemma-3-270m:tiny-lora", "tiny-random-gemma-3n", "auto"} <= set(listed)
     auto = listed["auto"].model_extra or {}
     assert auto["metadata"]["kind"] == "alias"
-    assert set(auto["metadata"]["capabilities"]) == {"text", "tools", "vision", "audio"}
+    assert set(auto["metadata"]["capabilities"]) == {
+        "text",
+        "tools",
+        "vision",
+        "audio",
+        "transcription",
+    }
 
 
 def test_auto_routes_by_capability(openai_client: OpenAI, http: httpx.Client) -> None:

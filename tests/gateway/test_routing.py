@@ -28,7 +28,12 @@ def test_cards_give_capabilities_context_and_adapter_base() -> None:
     assert by_id["gemma-3-270m"].capabilities == {"text", "tools"}
     assert by_id["gemma-3-270m"].context_length == 4096
     assert by_id["gemma-3-270m:tiny-lora"].base_model_id == "gemma-3-270m"
-    assert by_id["tiny-random-gemma-3n"].capabilities == {"text", "vision", "audio"}
+    assert by_id["tiny-random-gemma-3n"].capabilities == {
+        "text",
+        "vision",
+        "audio",
+        "transcription",
+    }
 
 
 @pytest.mark.parametrize(
@@ -121,3 +126,27 @@ def test_context_too_long() -> None:
     with pytest.raises(ContextLengthExceeded):
         ids("auto", needs(prompt=4000, max_tokens=500))
     assert ids("auto", needs(prompt=3000, max_tokens=500))[0] == "gemma-3-270m"
+
+
+def test_the_gemma_4_alias_routes_to_the_gemma_4_variants_of_a_profile() -> None:
+    from gateway.settings import DEFAULT_ALIASES
+    from serving.app import model_metadata
+    from serving.catalog import load_catalog
+
+    catalog = load_catalog()
+    target = catalog.profile("gke-l4").target
+    cards = [
+        {"id": v.id, "metadata": model_metadata(v, target)}
+        for v in catalog.profile_variants("gke-l4")
+    ]
+    models = tuple(model_from_card(c, i) for i, c in enumerate(cards))
+
+    def served(requested: str, want: Needs) -> list[str]:
+        found = route(requested, want, models, aliases=DEFAULT_ALIASES)
+        return [m.id for m in found.candidates]
+
+    gemma_4 = ["gemma-4-E2B-it", "gemma-4-E4B-it", "gemma-4-12B-it"]
+    assert served("gemma-4", needs()) == gemma_4
+    assert served("gemma-4", needs("audio")) == gemma_4
+    assert not set(served("gemma-3", needs())) & set(gemma_4)
+    assert served("auto", needs("audio"))[0] == "gemma-4-E2B-it"

@@ -40,3 +40,81 @@ def noisy_png(width: int = 256, height: int = 256) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# MP4 edits. OpenCV writes ftyp, free, mdat, moov: one track, one sample per chunk.
+_STBL = (b"moov", b"trak", b"mdia", b"minf", b"stbl")
+
+
+def _box(data: bytes | bytearray, path: tuple[bytes, ...], start: int = 0) -> tuple[int, int]:
+    """(offset, size) of the box at ``path`` (32-bit sizes only, as OpenCV writes them)."""
+    end = len(data)
+    for name in path:
+        pos = start
+        while pos + 8 <= end:
+            size, kind = struct.unpack_from(">I4s", data, pos)
+            if kind == name:
+                break
+            pos += size
+        else:
+            raise KeyError(name)
+        start, end = pos + 8, pos + size
+    return start - 8, end - start + 8
+
+
+def faststart(mp4: bytes) -> bytes:
+    """The same MP4 with ``moov`` moved before ``mdat`` (chunk offsets shifted to match).
+
+    Cut short, such a file still opens (its sample table comes first) and lacks frames.
+    """
+    moov_at, moov_size = _box(mp4, (b"moov",))
+    mdat_at, _ = _box(mp4, (b"mdat",))
+    assert mdat_at < moov_at
+    moov = bytearray(mp4[moov_at : moov_at + moov_size])
+    stco, _ = _box(moov, (*_STBL[1:], b"stco"), 8)
+    (count,) = struct.unpack_from(">I", moov, stco + 12)
+    for i in range(count):
+        at = stco + 16 + 4 * i
+        struct.pack_into(">I", moov, at, struct.unpack_from(">I", moov, at)[0] + moov_size)
+    return mp4[:mdat_at] + bytes(moov) + mp4[mdat_at:moov_at] + mp4[moov_at + moov_size :]
+
+
+def mp4_claiming_frames(mp4: bytes, frames: int) -> bytes:
+    """The MP4 with a sample table that claims ``frames`` samples, without adding any.
+
+    ``stsz`` becomes a constant sample size (no per-sample table) and the one ``stts`` entry
+    counts ``frames``: a header of a few bytes that FFmpeg reports as ``frames`` frames.
+    """
+    data = bytearray(mp4)
+    stsz, _ = _box(data, (*_STBL, b"stsz"))
+    struct.pack_into(">II", data, stsz + 12, 100, frames)
+    stts, _ = _box(data, (*_STBL, b"stts"))
+    assert struct.unpack_from(">I", data, stts + 12)[0] == 1, "one stts entry expected"
+    struct.pack_into(">I", data, stts + 16, frames)
+    return bytes(data)
+
+
+def webm_declaring(webm: bytes, width: int, height: int) -> bytes:
+    """A WebM whose track header (PixelWidth/PixelHeight) claims ``width`` x ``height``.
+
+    The VP8 frames keep their real size; FFmpeg reports the header's, and OpenCV scales every
+    decoded frame up to it. The source must be 256..65535 pixels each way, so both values
+    are stored in two bytes (``0xB0 0x82 w w`` and ``0xBA 0x82 h h``).
+    """
+    source = _two_byte_sizes(webm)
+    assert len(source) == 2, "expected one PixelWidth and one PixelHeight element"
+    patched = webm
+    for (element, old), new in zip(source, (width, height), strict=True):
+        patched = patched.replace(
+            element + old.to_bytes(2, "big"), element + new.to_bytes(2, "big"), 1
+        )
+    return patched
+
+
+def _two_byte_sizes(webm: bytes) -> list[tuple[bytes, int]]:
+    found = []
+    for element in (b"\xb0\x82", b"\xba\x82"):
+        at = webm.find(element)
+        if at >= 0:
+            found.append((element, int.from_bytes(webm[at + 2 : at + 4], "big")))
+    return found

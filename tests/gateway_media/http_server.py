@@ -1,4 +1,8 @@
-"""A real HTTP server on 127.0.0.1 for remote image tests; it records every request."""
+"""A real HTTP server on 127.0.0.1 for remote media tests; it records every request.
+
+Besides its fixed routes it serves ``files`` (path -> body and content type), which a test
+may fill once the server runs.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ IMAGE = png_bytes(20, 10)
 class ImageServer:
     port: int
     hits: list[tuple[str, str]] = field(default_factory=list)
+    accepts: list[str] = field(default_factory=list)
+    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     release: threading.Event = field(default_factory=threading.Event)
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
@@ -32,8 +38,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.record.hits.append((self.path, self.headers.get("host", "")))
+        self.record.accepts.append(self.headers.get("accept", ""))
         parts = urlsplit(self.path)
         query = {name: values[0] for name, values in parse_qs(parts.query).items()}
+        if parts.path in self.record.files:
+            body, content_type = self.record.files[parts.path]
+            self._send(200, body, {"content-type": content_type})
+            return
         route = {
             "/image.png": lambda: self._send(200, IMAGE, {"content-type": "image/png"}),
             "/redirect": lambda: self._send(302, b"", {"location": query["to"]}),

@@ -11,7 +11,7 @@ from gateway.errors import InvalidMedia
 from gateway.media.fetch import (
     IPAddress,
     PublicAddressPolicy,
-    RemoteImageFetcher,
+    RemoteMediaFetcher,
     create_fetch_client,
     host_allowed,
     is_public_address,
@@ -69,9 +69,9 @@ def settings(**overrides: object) -> MediaSettings:
 
 def pinned_fetcher(
     client: httpx.AsyncClient, resolver: TableResolver | None = None, **overrides: object
-) -> RemoteImageFetcher:
+) -> RemoteMediaFetcher:
     table = {"images.test": ["127.0.0.1"], "internal.test": ["10.0.0.7"]}
-    return RemoteImageFetcher(
+    return RemoteMediaFetcher(
         settings(**overrides),
         client,
         resolver=resolver or TableResolver(table),
@@ -79,7 +79,7 @@ def pinned_fetcher(
     )
 
 
-async def refused(fetcher: RemoteImageFetcher, url: str) -> InvalidMedia:
+async def refused(fetcher: RemoteMediaFetcher, url: str) -> InvalidMedia:
     with pytest.raises(InvalidMedia) as caught:
         await fetcher.fetch(url, param=PARAM)
     assert caught.value.param == PARAM
@@ -87,21 +87,21 @@ async def refused(fetcher: RemoteImageFetcher, url: str) -> InvalidMedia:
 
 
 async def test_disabled_remote_images_are_refused(server, client):
-    fetcher = RemoteImageFetcher(settings(allow_remote_images=False), client)
+    fetcher = RemoteMediaFetcher(settings(allow_remote_images=False), client)
     error = await refused(fetcher, server.url("/image.png", "images.test"))
     assert error.code == "image_url_forbidden"
     assert server.hits == []
 
 
 async def test_allowlisted_loopback_ip_is_refused(server, client):
-    fetcher = RemoteImageFetcher(settings(remote_image_hosts=["127.0.0.1"]), client)
+    fetcher = RemoteMediaFetcher(settings(remote_image_hosts=["127.0.0.1"]), client)
     error = await refused(fetcher, server.url("/image.png"))
     assert error.code == "image_url_forbidden"
     assert server.hits == []
 
 
 async def test_allowlisted_name_resolving_to_loopback_is_refused(server, client):
-    fetcher = RemoteImageFetcher(settings(remote_image_hosts=["localhost"]), client)
+    fetcher = RemoteMediaFetcher(settings(remote_image_hosts=["localhost"]), client)
     error = await refused(fetcher, server.url("/image.png", "localhost"))
     assert error.code == "image_url_forbidden"
     assert "non-public" in error.message

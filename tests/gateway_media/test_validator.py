@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from gateway.errors import InvalidMedia, InvalidRequest, PayloadTooLarge
-from gateway.media import MediaSettings, MediaValidator, RemoteImageFetcher, create_fetch_client
+from gateway.media import MediaSettings, MediaValidator, RemoteMediaFetcher, create_fetch_client
 from tests.gateway_media.craft import image_bytes, png_header_claiming
 from tests.gateway_media.http_server import IMAGE, ImageServer, image_server
 from tests.gateway_media.test_fetch import LoopbackStandsInForPublic, TableResolver
@@ -119,9 +119,12 @@ async def test_long_audio_in_a_message_is_refused():
             "unsupported_content_part",
         ),
         (
-            {"type": "video_url", "video_url": {"url": "http://x.test/v.mp4"}},
+            {"type": "video_embeds", "video_embeds": "AAAA"},
             "unsupported_content_part",
         ),
+        ({"type": "video_url", "video_url": {"url": "http://x.test/v.mp4"}}, "video_url_forbidden"),
+        ({"type": "video_url", "video_url": {"url": "file:///v.mp4"}}, "video_url_forbidden"),
+        ({"type": "video_url", "video_url": {}}, "invalid_video"),
         (image_part("file:///etc/passwd"), "image_url_forbidden"),
         (image_part("http://images.test/x.png"), "image_url_forbidden"),
         ({"type": "image_url", "image_url": {"url": 5}}, "invalid_image"),
@@ -142,7 +145,7 @@ def server() -> Iterator[ImageServer]:
 async def test_remote_image_becomes_a_data_url(server):
     settings = MediaSettings(allow_remote_images=True, remote_image_hosts=["images.test"])
     async with create_fetch_client(settings) as client:
-        fetcher = RemoteImageFetcher(
+        fetcher = RemoteMediaFetcher(
             settings,
             client,
             resolver=TableResolver({"images.test": ["127.0.0.1"]}),

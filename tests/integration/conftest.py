@@ -1,7 +1,8 @@
 """The integration layer's one running stack: the ``cpu-dev`` profile, started once per session.
 
 An engine takes minutes to start on a CPU, so every integration test shares these fixtures:
-``serve_stack`` (Ray Serve LLM with the real Gemma 3 270M and the vision/audio fixtures) and
+``serve_stack`` (Ray Serve LLM with the real Gemma 3 270M and the Gemma 4 fixture, which
+serves images, audio and video) and
 the clients built on it. ``otlp_receiver`` starts first and Serve is started with its URL,
 so Ray Serve's and the engines' spans of every integration test reach it.
 """
@@ -21,8 +22,11 @@ from tests.support.servers import free_port
 
 PROFILE = "cpu-dev"
 TEXT_MODEL = "gemma-3-270m"
-VISION_MODEL = "tiny-random-gemma-3-vision"
-AUDIO_MODEL = "tiny-random-gemma-3n"
+# cpu-dev's one media engine: the Gemma 4 fixture takes images, audio and video. The Gemma 3
+# vision and Gemma 3n fixtures run in their own profile (test_gemma3_media.py).
+MEDIA_MODEL = "tiny-random-gemma-4"
+VISION_MODEL = MEDIA_MODEL
+AUDIO_MODEL = MEDIA_MODEL
 SERVE_PORT = int(os.environ.get("GEMMA_SERVING_TEST_SERVE_PORT", "18000"))
 
 

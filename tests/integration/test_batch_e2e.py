@@ -26,7 +26,7 @@ from tests.batch.support import chat_line, completion_line, image_line, png_data
 pytestmark = [pytest.mark.integration, pytest.mark.own_engines, pytest.mark.timeout(2400)]
 
 TEXT_MODEL = "gemma-3-270m"
-VISION_MODEL = "tiny-random-gemma-3-vision"
+VISION_MODEL = "tiny-random-gemma-4"
 MAX_TOKENS = 4
 
 

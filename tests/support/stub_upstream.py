@@ -1,14 +1,18 @@
 """An OpenAI-compatible upstream speaking like the serving application, over real HTTP.
 
 ``StubUpstream`` serves ``/v1/models`` with the serving application's card shape (a
-text model with a LoRA adapter, a vision model, an audio model), chat and text
-completions (streamed with a usage chunk, or not, and with usage on every chunk when
-``stream_options.continuous_usage_stats`` asks) with a fixed answer, and audio
+text model with a LoRA adapter, a vision model, an audio model with ``transcription``),
+chat and text completions (streamed with a usage chunk, or not, and with usage on every
+chunk when ``stream_options.continuous_usage_stats`` asks) with a fixed answer, and audio
 transcriptions (like Ray Serve LLM's ingress, no translations route). Knobs on
 ``stub.knobs`` make it fail a stream after N chunks, slow a stream down, or answer 503
 for chosen models; ``stub.requests`` records each received body (``stub.headers`` its
 request headers, ``stub.peers`` the address it came from), ``stub.reported`` each
-per-chunk usage sent and ``stub.cancelled`` each stream the caller abandoned.
+per-chunk usage sent and ``stub.cancelled`` each stream the caller abandoned. With
+``knobs.reasoning`` set, chat answers think first, as vLLM's reasoning parser returns it:
+the thinking in ``message.reasoning`` (or ``knobs.reasoning_field``) and in stream deltas
+before the content, counted in ``completion_tokens`` (one token per piece) and in
+``completion_tokens_details.reasoning_tokens``.
 
     with StubUpstream() as stub:
         client = OpenAI(base_url=stub.base_url + "/v1", api_key="x")
@@ -36,6 +40,8 @@ TEXT_MODEL = "gemma-3-270m"
 ADAPTER = "gemma-3-270m:tiny-lora"
 VISION_MODEL = "tiny-random-gemma-3-vision"
 AUDIO_MODEL = "tiny-random-gemma-3n"
+GEMMA_4_MODEL = "gemma-4-E2B-it"
+GEMMA_4_CAPABILITIES = ["text", "vision", "audio", "video", "tools", "reasoning"]
 ANSWER = "Hello from the stub upstream."
 TRANSCRIPT = "a stub transcription"
 CONTEXT = 4096
@@ -74,8 +80,16 @@ def default_cards() -> list[dict[str, Any]]:
         text,
         adapter,
         _card(VISION_MODEL, ["text", "vision"], "fixture", []),
-        _card(AUDIO_MODEL, ["text", "vision", "audio"], "fixture", []),
+        _card(AUDIO_MODEL, ["text", "vision", "audio", "transcription"], "fixture", []),
     ]
+
+
+def gemma_4_cards() -> list[dict[str, Any]]:
+    """The default cards and, last, a Gemma 4 variant with every capability it has (128K)."""
+    gemma_4 = _card(GEMMA_4_MODEL, GEMMA_4_CAPABILITIES, "model", [])
+    for key in ("max_request_context_length", "context_length", "max_model_len"):
+        gemma_4["metadata"][key] = 131_072
+    return [*default_cards(), gemma_4]
 
 
 @dataclass
@@ -85,14 +99,19 @@ class Knobs:
     chunks: int = 5
     after_done_delay: float = 0.0  # before the body's end, as a server's last write may lag
     unavailable: set[str] = field(default_factory=set)
+    reasoning: list[str] = field(default_factory=list)  # chat thinking pieces, one token each
+    reasoning_field: str = "reasoning"
 
 
-def _usage(prompt: int, completion: int) -> dict[str, int]:
-    return {
+def _usage(prompt: int, completion: int, reasoning: int | None = None) -> dict[str, Any]:
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
+    if reasoning is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return usage
 
 
 class StubUpstream(AbstractContextManager["StubUpstream"]):
@@ -132,16 +151,25 @@ class StubUpstream(AbstractContextManager["StubUpstream"]):
         words = ANSWER.split(" ")
         return [w + " " for w in words[: self.knobs.chunks]]
 
+    def _thinking(self, kind: str) -> list[str]:
+        return list(self.knobs.reasoning) if kind == "chat" else []
+
+    def _final_usage(self, kind: str) -> dict[str, Any]:
+        thinking = self._thinking(kind)
+        completion = len(thinking) + len(self._chunks())
+        return _usage(7, completion, len(thinking) if thinking else None)
+
     async def _stream(self, body: dict[str, Any], kind: str) -> AsyncIterator[str]:
         model, created, rid = body["model"], int(time.time()), f"stub-{uuid.uuid4().hex[:8]}"
-        pieces = self._chunks()
+        thinking = [(self.knobs.reasoning_field, piece) for piece in self._thinking(kind)]
+        deltas = thinking + [("content", piece) for piece in self._chunks()]
         continuous = bool((body.get("stream_options") or {}).get("continuous_usage_stats"))
         try:
-            for i, piece in enumerate(pieces):
+            for i, (name, piece) in enumerate(deltas):
                 if self.knobs.fail_after_chunks is not None and i >= self.knobs.fail_after_chunks:
                     raise RuntimeError("stub upstream failure")
                 await anyio.sleep(self.knobs.chunk_delay)
-                chunk = _chunk(kind, rid, created, model, piece, None)
+                chunk = _chunk(kind, rid, created, model, piece, None, name)
                 if continuous:
                     chunk["usage"] = _usage(7, i + 1)
                     self.reported.append(chunk["usage"])
@@ -155,7 +183,7 @@ class StubUpstream(AbstractContextManager["StubUpstream"]):
                         "created": created,
                         "model": model,
                         "choices": [],
-                        "usage": _usage(7, len(pieces)),
+                        "usage": self._final_usage(kind),
                     }
                 )
             yield "data: [DONE]\n\n"
@@ -175,14 +203,16 @@ class StubUpstream(AbstractContextManager["StubUpstream"]):
             return refused
         if body.get("stream"):
             return StreamingResponse(self._stream(body, kind), media_type="text/event-stream")
-        completion = len(self._chunks())
+        choice = _choice(kind, ANSWER)
+        if thinking := self._thinking(kind):
+            choice["message"][self.knobs.reasoning_field] = "".join(thinking)
         return {
             "id": "stub-1",
             "object": _object(kind, False),
             "created": int(time.time()),
             "model": body["model"],
-            "choices": [_choice(kind, ANSWER)],
-            "usage": _usage(7, completion),
+            "choices": [choice],
+            "usage": self._final_usage(kind),
         }
 
     async def _audio(self, request: Request) -> Any:
@@ -240,12 +270,18 @@ def _choice(kind: str, text: str) -> dict[str, Any]:
 
 
 def _chunk(
-    kind: str, rid: str, created: int, model: str, text: str, finish: str | None
+    kind: str,
+    rid: str,
+    created: int,
+    model: str,
+    text: str,
+    finish: str | None,
+    name: str = "content",
 ) -> dict[str, Any]:
     if kind == "chat":
         choice: dict[str, Any] = {
             "index": 0,
-            "delta": {"content": text} if text else {},
+            "delta": {name: text} if text else {},
             "finish_reason": finish,
         }
     else:

@@ -13,6 +13,8 @@ from serving.app import (
     SERVER_CLS,
     AppArgs,
     adapter_model_id,
+    cpu_env,
+    engine_kwargs,
     serving_args,
 )
 from serving.catalog import Catalog, chat_template_text, load_catalog
@@ -33,8 +35,8 @@ def configs(catalog: Catalog, profile: str) -> dict[str, dict[str, Any]]:
 
 
 def test_cpu_dev_builds_one_engine_per_variant(catalog: Catalog) -> None:
-    assert list(configs(catalog, "cpu-dev")) == [
-        "gemma-3-270m",
+    assert list(configs(catalog, "cpu-dev")) == ["gemma-3-270m", "tiny-random-gemma-4"]
+    assert list(configs(catalog, "cpu-gemma3-media")) == [
         "tiny-random-gemma-3-vision",
         "tiny-random-gemma-3n",
     ]
@@ -59,6 +61,7 @@ def test_cpu_dev_270m(catalog: Catalog) -> None:
         "MALLOC_ARENA_MAX": "2",
         "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
         "VLLM_TARGET_DEVICE": "cpu",
+        **cpu_env(),
         **vllm_logging_env(),
     }
     assert "accelerator_type" not in config
@@ -73,7 +76,7 @@ def test_tool_calling_kwargs(catalog: Catalog) -> None:
 
 
 def test_fixtures_keep_their_tokenizer_template_and_get_mm_limits(catalog: Catalog) -> None:
-    built = configs(catalog, "cpu-dev")
+    built = configs(catalog, "cpu-gemma3-media")
     vision = built["tiny-random-gemma-3-vision"]
     audio = built["tiny-random-gemma-3n"]
     assert vision["model_loading_config"]["model_source"] == str(
@@ -84,6 +87,15 @@ def test_fixtures_keep_their_tokenizer_template_and_get_mm_limits(catalog: Catal
     for config in (vision, audio):
         assert "chat_template" not in config["engine_kwargs"]
         assert "tool_call_parser" not in config["engine_kwargs"]
+    gemma4 = configs(catalog, "cpu-dev")["tiny-random-gemma-4"]["engine_kwargs"]
+    assert "chat_template" not in gemma4
+    assert gemma4["limit_mm_per_prompt"] == {
+        "image": 1,
+        "audio": 1,
+        "video": {"count": 1, "num_frames": 4},
+    }
+    assert gemma4["media_io_kwargs"] == {"video": {"num_frames": 4}}
+    assert (gemma4["tool_call_parser"], gemma4["reasoning_parser"]) == ("gemma4", "gemma4")
 
 
 def test_lora_adapters_become_static_modules_served_by_the_lora_server(catalog: Catalog) -> None:
@@ -101,7 +113,7 @@ def test_lora_adapters_become_static_modules_served_by_the_lora_server(catalog: 
     ]
     assert config["server_cls"] == LORA_SERVER_CLS
     assert config["lora_config"] == {"max_num_adapters_per_replica": 1}
-    no_lora = configs(catalog, "cpu-dev")["tiny-random-gemma-3n"]
+    no_lora = configs(catalog, "cpu-dev")["tiny-random-gemma-4"]
     assert no_lora["server_cls"] == SERVER_CLS
     assert "lora_config" not in no_lora
 
@@ -155,7 +167,8 @@ def test_27b_on_h100_and_a100(catalog: Catalog) -> None:
 
 
 def test_gemma_3n_template_tokens(catalog: Catalog) -> None:
-    kwargs = configs(catalog, "gke-l4")["gemma-3n-E4B-it"]["engine_kwargs"]
+    # No GKE profile serves Gemma 3n any more (Gemma 4 E2B/E4B took its place there).
+    kwargs = engine_kwargs(catalog.variants["gemma-3n-E4B-it"], "nvidia-l4", HOME)
     assert kwargs["default_chat_template_kwargs"] == {
         "image_token": "<image_soft_token>",
         "audio_token": "<audio_soft_token>",
@@ -189,8 +202,15 @@ def test_ingress_gets_capabilities_per_model(catalog: Catalog) -> None:
         "target": "cpu",
         "adapters": ["gemma-3-270m:tiny-lora"],
     }
-    assert metadata["tiny-random-gemma-3n"]["capabilities"] == ["text", "vision", "audio"]
-    assert metadata["tiny-random-gemma-3n"]["kind"] == "fixture"
+    assert metadata["tiny-random-gemma-4"]["capabilities"] == [
+        "text",
+        "vision",
+        "audio",
+        "video",
+        "tools",
+        "reasoning",
+    ]
+    assert metadata["tiny-random-gemma-4"]["kind"] == "fixture"
 
 
 def test_models_home_defaults_to_the_environment(
@@ -212,3 +232,57 @@ def test_app_args_read_the_catalog_file_when_not_embedded(tmp_path: Path) -> Non
 def test_app_args_reject_unknown_keys() -> None:
     with pytest.raises(ValueError, match="profil"):
         AppArgs.model_validate({"profil": "cpu-dev"})
+
+
+def test_gemma_4_parsers_and_mtp_draft_reach_the_engine(catalog: Catalog) -> None:
+    kwargs = configs(catalog, "gke-l4")["gemma-4-E2B-it"]["engine_kwargs"]
+    assert kwargs["reasoning_parser"] == "gemma4"
+    assert (kwargs["enable_auto_tool_choice"], kwargs["tool_call_parser"]) == (True, "gemma4")
+    assert "chat_template" not in kwargs  # Gemma 4's tokenizer brings its own template
+    assert kwargs["speculative_config"] == {
+        "method": "mtp",
+        "model": "google/gemma-4-E2B-it-assistant",
+        "num_speculative_tokens": 1,
+    }
+    assert kwargs["limit_mm_per_prompt"] == {"image": 1, "audio": 1, "video": 1}
+    twelve = configs(catalog, "gke-l4")["gemma-4-12B-it"]["engine_kwargs"]
+    assert twelve["quantization"] == "fp8"
+    assert twelve["limit_mm_per_prompt"] == {"image": 2, "audio": 1}
+    gemma_3 = configs(catalog, "gke-l4")["gemma-3-4b-it"]["engine_kwargs"]
+    assert "reasoning_parser" not in gemma_3
+    assert "speculative_config" not in gemma_3
+
+
+def test_big_gemma_4_engines_on_h100_and_a100(catalog: Catalog) -> None:
+    h100 = configs(catalog, "gke-h100")
+    assert h100["gemma-4-31B-it"]["engine_kwargs"]["quantization"] == "fp8"
+    assert h100["gemma-4-31B-it"]["engine_kwargs"]["tensor_parallel_size"] == 1
+    assert "quantization" not in h100["gemma-4-26B-A4B-it"]["engine_kwargs"]
+    a100 = configs(catalog, "gke-a100")["gemma-4-31B-it"]
+    assert a100["engine_kwargs"]["tensor_parallel_size"] == 2
+    assert "quantization" not in a100["engine_kwargs"]
+    assert a100["deployment_config"]["autoscaling_config"]["max_replicas"] == 1
+
+
+def test_a_local_mtp_draft_resolves_under_the_models_home(catalog: Catalog) -> None:
+    from serving.runner import local_sources
+
+    data = catalog.model_dump()
+    data["variants"]["gemma-4-E2B-it"]["mtp_draft"]["source"] = "local:e2b-assistant"
+    edited = Catalog.model_validate(data)
+    kwargs = configs(edited, "gke-l4")["gemma-4-E2B-it"]["engine_kwargs"]
+    assert kwargs["speculative_config"]["model"] == str(HOME / "models/e2b-assistant")
+    assert "local:e2b-assistant" in local_sources(edited, "gke-l4")
+    assert "local:e2b-assistant" not in local_sources(catalog, "gke-l4")
+
+
+def test_cpu_engines_run_on_jemalloc_where_the_host_has_it(tmp_path: Path) -> None:
+    from serving.app import CPU_ENV, cpu_env
+
+    library = tmp_path / "libjemalloc.so.2"
+    assert cpu_env(library) == CPU_ENV
+    library.write_bytes(b"")
+    env = cpu_env(library)
+    assert env["LD_PRELOAD"] == str(library)
+    assert "dirty_decay_ms" in env["MALLOC_CONF"]
+    assert {k: env[k] for k in CPU_ENV} == CPU_ENV

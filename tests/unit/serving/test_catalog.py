@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 import yaml
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
 import serving.catalog
+from gemma_serving.commands import serving as serving_commands
 from serving.catalog import (
     CATALOG_ENV,
     CPU,
@@ -26,12 +30,23 @@ GEMMA_VARIANTS = {
     "gemma-3-4b-it": ({"text", "vision", "tools"}, 131072),
     "gemma-3-12b-it": ({"text", "vision", "tools"}, 131072),
     "gemma-3-27b-it": ({"text", "vision", "tools"}, 131072),
-    "gemma-3n-E2B-it": ({"text", "vision", "audio", "tools"}, 32768),
-    "gemma-3n-E4B-it": ({"text", "vision", "audio", "tools"}, 32768),
+    # vLLM's speech-to-text endpoint serves Gemma 3n; Gemma 4 transcribes through chat.
+    "gemma-3n-E2B-it": ({"text", "vision", "audio", "tools", "transcription"}, 32768),
+    "gemma-3n-E4B-it": ({"text", "vision", "audio", "tools", "transcription"}, 32768),
+}
+# Gemma 4: every size thinks and calls tools with the gemma4 parsers and has an MTP draft.
+_G4 = {"text", "vision", "tools", "reasoning"}
+GEMMA_4_VARIANTS = {
+    "gemma-4-E2B-it": (_G4 | {"audio", "video"}, 131072),
+    "gemma-4-E4B-it": (_G4 | {"audio", "video"}, 131072),
+    "gemma-4-12B-it": (_G4 | {"audio"}, 262144),
+    "gemma-4-26B-A4B-it": (_G4, 262144),
+    "gemma-4-31B-it": (_G4, 262144),
 }
 FIXTURES = {
     "tiny-random-gemma-3-vision": {"text", "vision"},
-    "tiny-random-gemma-3n": {"text", "vision", "audio"},
+    "tiny-random-gemma-3n": {"text", "vision", "audio", "transcription"},
+    "tiny-random-gemma-4": {"text", "vision", "audio", "video", "tools", "reasoning"},
 }
 GPUS = {"nvidia-l4": 24, "nvidia-a100-80gb": 80, "nvidia-h100-80gb": 80}
 
@@ -59,8 +74,53 @@ def test_every_gemma_variant_with_its_capabilities_and_context(
     assert variant.chat_template == "gemma3_tools"
 
 
+@pytest.mark.parametrize(("variant_id", "expected"), GEMMA_4_VARIANTS.items())
+def test_every_gemma_4_variant_with_its_capabilities_parsers_and_draft(
+    catalog: Catalog, variant_id: str, expected: tuple[set[str], int]
+) -> None:
+    capabilities, context = expected
+    variant = catalog.variants[variant_id]
+    assert variant.kind == "model"
+    assert variant.hf_id == f"google/{variant_id}"
+    assert set(variant.capabilities) == capabilities
+    assert variant.context_length == context
+    assert (variant.tool_call_parser, variant.reasoning_parser) == ("gemma4", "gemma4")
+    assert variant.chat_template is None  # the tokenizer's own Gemma 4 template
+    assert variant.mtp_draft is not None
+    assert variant.mtp_draft.hf_id == f"google/{variant_id}-assistant"
+    # Global layers: 512-wide heads (transformers' global_head_dim default).
+    assert variant.architecture.global_head_dim == 512
+    assert variant.architecture.head_dim == 256
+    # Every GPU engine speculates with the draft.
+    assert all(e.speculative is not None for t, e in variant.engines.items() if t != CPU)
+
+
+def test_gemma_4_memory_follows_the_claimed_bf16_figures(catalog: Catalog) -> None:
+    claimed_bf16 = {
+        "gemma-4-E2B-it": 11.4,
+        "gemma-4-E4B-it": 17.9,
+        "gemma-4-12B-it": 26.7,
+        "gemma-4-26B-A4B-it": 57.7,
+        "gemma-4-31B-it": 69.9,
+    }
+    for variant_id, bf16 in claimed_bf16.items():
+        memory = catalog.variants[variant_id].memory_gb()
+        assert memory["bf16"] == pytest.approx(bf16), variant_id
+        # Embeddings stay bf16 under vLLM's quantization: more than half the bf16 size.
+        assert memory["fp8"] > bf16 / 2, variant_id
+
+
+def test_the_mixture_of_experts_lists_total_and_active_parameters(catalog: Catalog) -> None:
+    moe = catalog.variants["gemma-4-26B-A4B-it"]
+    assert (moe.params_b, moe.active_params_b) == (28.85, 3.8)
+    assert moe.memory_gb()["bf16"] == pytest.approx(2 * 28.85)  # every expert is loaded
+    dense = [v for v in catalog.variants.values() if v.id != moe.id]
+    assert all(v.active_params_b is None for v in dense)
+
+
 def test_catalog_holds_exactly_the_gemma_variants_and_the_fixtures(catalog: Catalog) -> None:
-    assert set(catalog.variants) == set(GEMMA_VARIANTS) | set(FIXTURES)
+    expected = set(GEMMA_VARIANTS) | set(GEMMA_4_VARIANTS) | set(FIXTURES)
+    assert set(catalog.variants) == expected
 
 
 @pytest.mark.parametrize(("variant_id", "capabilities"), FIXTURES.items())
@@ -81,7 +141,7 @@ def test_gpu_table(catalog: Catalog) -> None:
     assert catalog.gpus["nvidia-l4"].ray_accelerator_type == "L4"
 
 
-@pytest.mark.parametrize("variant_id", GEMMA_VARIANTS)
+@pytest.mark.parametrize("variant_id", [*GEMMA_VARIANTS, *GEMMA_4_VARIANTS])
 def test_every_real_variant_has_an_engine_profile_per_gpu(
     catalog: Catalog, variant_id: str
 ) -> None:
@@ -100,8 +160,8 @@ def test_memory_needs_in_bf16_and_quantized(catalog: Catalog) -> None:
 def test_cpu_dev_profile(catalog: Catalog) -> None:
     profile = catalog.profile("cpu-dev")
     assert profile.target == CPU
-    assert profile.variants == (
-        "gemma-3-270m",
+    assert profile.variants == ("gemma-3-270m", "tiny-random-gemma-4")
+    assert catalog.profile("cpu-gemma3-media").variants == (
         "tiny-random-gemma-3-vision",
         "tiny-random-gemma-3n",
     )
@@ -221,8 +281,123 @@ def _with(edit: Any) -> dict[str, Any]:
             lambda d: d["variants"]["gemma-3-1b-it"]["engines"]["nvidia-l4"].update({"typo": 1}),
             "typo",
         ),
+        # Speculative decoding: GPU targets only, and only with an MTP draft.
+        (
+            lambda d: d["variants"]["gemma-4-E2B-it"]["engines"].update(
+                {
+                    "cpu": {
+                        "dtype": "float32",
+                        "max_model_len": 4096,
+                        "max_num_seqs": 4,
+                        "cpu_kv_cache_gb": 1,
+                        "speculative": {"num_speculative_tokens": 1},
+                    }
+                }
+            ),
+            "gemma-4-E2B-it on cpu: speculative decoding is for GPU targets only",
+        ),
+        (
+            lambda d: d["variants"]["gemma-3-1b-it"]["engines"]["nvidia-l4"].update(
+                {"speculative": {"num_speculative_tokens": 1}}
+            ),
+            "gemma-3-1b-it on nvidia-l4: speculative needs the variant's mtp_draft",
+        ),
+        (
+            lambda d: d["variants"]["gemma-4-31B-it"]["engines"]["nvidia-h100-80gb"].update(
+                {"speculative": {"method": "eagle"}}
+            ),
+            "speculative.method",
+        ),
+        (
+            lambda d: d["variants"]["gemma-4-31B-it"]["engines"]["nvidia-h100-80gb"].update(
+                {"speculative": {"num_speculative_tokens": 0}}
+            ),
+            "num_speculative_tokens",
+        ),
+        (
+            lambda d: d["variants"]["gemma-4-31B-it"]["mtp_draft"].update(
+                {"source": "fixture:tiny-random-gemma-3n"}
+            ),
+            "an mtp_draft only runs on GPU targets",
+        ),
+        (
+            lambda d: d["variants"]["gemma-4-E4B-it"]["engines"]["nvidia-l4"].update(
+                {"engine_kwargs": {"speculative_config": {"method": "ngram"}}}
+            ),
+            r"set the engine profile's speculative, not engine_kwargs\['speculative_config'\]",
+        ),
+        # Thinking: the capability and the parser go together, like tools.
+        (
+            lambda d: d["variants"]["gemma-4-E4B-it"].pop("reasoning_parser"),
+            "'reasoning' and reasoning_parser go together",
+        ),
+        (
+            lambda d: d["variants"]["gemma-4-E4B-it"]["capabilities"].remove("reasoning"),
+            "'reasoning' and reasoning_parser go together",
+        ),
+        (
+            lambda d: d["variants"]["gemma-3-1b-it"]["engines"]["nvidia-l4"].update(
+                {"engine_kwargs": {"reasoning_parser": "gemma4"}}
+            ),
+            "set the variant's reasoning_parser",
+        ),
+        # A mixture of experts: the active parameters are a part of the total.
+        (
+            lambda d: d["variants"]["gemma-4-26B-A4B-it"].update({"active_params_b": 30}),
+            r"active_params_b \(30\) is a mixture of experts' share of params_b",
+        ),
+        (
+            lambda d: d["variants"]["gemma-4-E2B-it"].update({"embedding_params_b": 6}),
+            r"embedding_params_b \(6\) is part of params_b",
+        ),
+        (
+            lambda d: d["variants"]["gemma-4-E2B-it"]["architecture"].update(
+                {"kv_shared_layers": 35}
+            ),
+            "must leave some of the 35 layers with a KV cache",
+        ),
+        (
+            lambda d: d["variants"]["gemma-4-E2B-it"]["capabilities"].remove("video"),
+            r"limit_mm_per_prompt\['video'\] needs 'video'",
+        ),
     ],
 )
 def test_invalid_catalogs_are_refused(edit: Any, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         Catalog.model_validate(_with(edit))
+
+
+def _catalog_cli(*args: str) -> Any:
+    app = typer.Typer()
+    serving_commands.register(app)
+    return CliRunner().invoke(app, ["catalog", *args])
+
+
+def test_the_catalog_command_validates_and_lists_every_variant(catalog: Catalog) -> None:
+    result = _catalog_cli()
+    assert result.exit_code == 0, result.output
+    for variant_id in catalog.variants:
+        assert variant_id in result.output
+    assert "3.8B of 28.85B parameters active per token" in result.output
+    assert "MTP draft google/gemma-4-31B-it-assistant" in result.output
+
+    listed = json.loads(_catalog_cli("--json").output)
+    assert [v["id"] for v in listed["variants"]] == list(catalog.variants)
+    moe = next(v for v in listed["variants"] if v["id"] == "gemma-4-26B-A4B-it")
+    assert (moe["params_b"], moe["active_params_b"]) == (28.85, 3.8)
+    for variant in listed["variants"]:
+        for target, row in variant["engines"].items():
+            if target != CPU:
+                assert row["per_gpu_gb"] <= row["available_gb"], (variant["id"], target)
+                assert row["full_length_sequences"] >= 3, (variant["id"], target)
+
+
+def test_the_catalog_command_explains_an_invalid_catalog(tmp_path: Path) -> None:
+    data = raw_catalog()
+    data["variants"]["gemma-4-31B-it"]["engines"]["nvidia-l4"]["tensor_parallel_size"] = 1
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = _catalog_cli("--catalog", str(path))
+    assert result.exit_code == 2
+    assert "invalid catalog" in result.output
+    assert "gemma-4-31B-it does not fit nvidia-l4" in result.output

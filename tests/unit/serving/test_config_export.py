@@ -67,7 +67,7 @@ def test_embedded_catalog_is_only_the_profiles_slice(catalog: Catalog) -> None:
 def test_cpu_config_keeps_sources_symbolic(catalog: Catalog) -> None:
     text = serve_config_yaml(catalog, "cpu-dev")
     assert "local:gemma-3-270m" in text
-    assert "fixture:tiny-random-gemma-3n" in text
+    assert "fixture:tiny-random-gemma-4" in text
     assert "/.cache/" not in text  # resolved on the cluster's nodes, not here
 
 

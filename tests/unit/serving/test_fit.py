@@ -156,3 +156,168 @@ def test_estimate_reports_concurrency(catalog: Catalog) -> None:
     assert estimate is not None
     assert estimate.kv_budget_gb == pytest.approx(21.6 - 12.2 - 1.5)
     assert math.isclose(estimate.full_length_sequences, estimate.kv_budget_gb / estimate.min_kv_gb)
+
+
+# --- Gemma 4 ---------------------------------------------------------------------------
+
+GEMMA_4 = [
+    "gemma-4-E2B-it",
+    "gemma-4-E4B-it",
+    "gemma-4-12B-it",
+    "gemma-4-26B-A4B-it",
+    "gemma-4-31B-it",
+]
+CONFIGS = {
+    "bf16": {},
+    "fp8": {"quantization": "fp8"},
+    "bf16/tp2": {"tensor_parallel_size": 2},
+    "fp8/tp2": {"quantization": "fp8", "tensor_parallel_size": 2},
+    "bf16/tp4": {"tensor_parallel_size": 4},
+    "fp8/tp4": {"quantization": "fp8", "tensor_parallel_size": 4},
+}
+_ALL = set(CONFIGS)
+_80GB = {
+    "gemma-4-E2B-it": _ALL,
+    "gemma-4-E4B-it": _ALL,
+    "gemma-4-12B-it": _ALL,
+    "gemma-4-26B-A4B-it": _ALL,  # 57.7 GB of bf16 experts leave ~13 GB of KV cache
+    "gemma-4-31B-it": _ALL - {"bf16"},  # 69.9 GB of bf16 weights leave no room
+}
+# What fits each GPU at a 32K context with the MTP draft loaded (the docs' table).
+FITS_32K = {
+    "nvidia-l4": {
+        "gemma-4-E2B-it": _ALL,
+        "gemma-4-E4B-it": _ALL,  # bf16 on one L4 only just: three 32K sequences
+        "gemma-4-12B-it": _ALL - {"bf16"},
+        "gemma-4-26B-A4B-it": {"fp8/tp2", "bf16/tp4", "fp8/tp4"},
+        "gemma-4-31B-it": {"bf16/tp4", "fp8/tp4"},
+    },
+    "nvidia-a100-80gb": _80GB,
+    "nvidia-h100-80gb": _80GB,
+}
+
+
+def gemma_4_engine(config: str, max_model_len: int = 32768) -> EngineProfile:
+    return engine(
+        max_model_len=max_model_len,
+        speculative={"num_speculative_tokens": 1},
+        **CONFIGS[config],
+    )
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("target", FITS_32K)
+@pytest.mark.parametrize("variant_id", GEMMA_4)
+def test_gemma_4_fit_table(catalog: Catalog, variant_id: str, target: str, config: str) -> None:
+    variant = catalog.variants[variant_id]
+    profile = gemma_4_engine(config)
+    if config in FITS_32K[target][variant_id]:
+        estimate = check_fit(variant, target, profile, catalog.gpus)
+        assert estimate is not None
+        assert estimate.required_gb <= estimate.available_gb
+    else:
+        with pytest.raises(FitError, match=f"{variant_id} does not fit {target}"):
+            check_fit(variant, target, profile, catalog.gpus)
+
+
+def test_31b_bf16_on_one_l4_is_refused_with_the_numbers(catalog: Catalog) -> None:
+    variant = catalog.variants["gemma-4-31B-it"]
+    with pytest.raises(FitError) as caught:
+        check_fit(variant, "nvidia-l4", gemma_4_engine("bf16"), catalog.gpus)
+    message = str(caught.value)
+    assert "gemma-4-31B-it does not fit nvidia-l4" in message
+    assert "weights 69.9 GB at bf16 over tensor_parallel_size 1" in message
+    assert "MTP draft 1.0 GB at bf16" in message
+    assert "offers 21.6 GB per GPU" in message
+
+
+def test_fp8_keeps_the_embedding_tables_at_bf16(catalog: Catalog) -> None:
+    variant = catalog.variants["gemma-4-E2B-it"]  # 2.75B of its 5.7B are (per-layer) embeddings
+    estimate = check_fit(variant, "nvidia-l4", gemma_4_engine("fp8"), catalog.gpus)
+    assert estimate is not None
+    assert estimate.weights_gb == pytest.approx((5.7 - 2.75) * 1 + 2.75 * 2)
+    assert weights_gb(5.7, "fp8") == pytest.approx(5.7)  # without embeddings: all at fp8
+    with pytest.raises(FitError, match=r"at fp8 \(embeddings at bf16\)"):
+        check_fit(
+            variant,
+            "nvidia-l4",
+            gemma_4_engine("fp8", 131072).model_copy(update={"gpu_memory_utilization": 0.4}),
+            catalog.gpus,
+        )
+
+
+def test_a_mixture_of_experts_needs_memory_for_every_expert(catalog: Catalog) -> None:
+    moe = catalog.variants["gemma-4-26B-A4B-it"]
+    assert moe.active_params_b == 3.8
+    estimate = check_fit(moe, "nvidia-h100-80gb", moe.engines["nvidia-h100-80gb"], catalog.gpus)
+    assert estimate is not None
+    assert estimate.weights_gb == pytest.approx(weights_gb(moe.params_b, "bf16"))  # 57.7, not 7.6
+    # Were only the active parameters loaded it would fit one L4 at bf16; it does not.
+    with pytest.raises(FitError, match=r"weights 57\.7 GB at bf16"):
+        check_fit(moe, "nvidia-l4", gemma_4_engine("bf16"), catalog.gpus)
+
+
+def test_the_mtp_draft_counts_only_when_the_engine_speculates(catalog: Catalog) -> None:
+    variant = catalog.variants["gemma-4-31B-it"]
+    with_draft = check_fit(variant, "nvidia-h100-80gb", gemma_4_engine("fp8"), catalog.gpus)
+    without = check_fit(
+        variant, "nvidia-h100-80gb", engine(max_model_len=32768, quantization="fp8"), catalog.gpus
+    )
+    assert with_draft is not None
+    assert without is not None
+    assert with_draft.draft_gb == pytest.approx(1.0)  # 0.5B at bf16
+    assert without.draft_gb == 0
+    assert with_draft.min_kv_gb == without.min_kv_gb  # the draft reads the target's cache
+    assert with_draft.kv_budget_gb == pytest.approx(without.kv_budget_gb - 1.0)
+
+
+def test_the_a100_has_no_fp8_compute_so_no_shipped_engine_uses_it(catalog: Catalog) -> None:
+    for variant in catalog.variants.values():
+        a100 = variant.engines.get("nvidia-a100-80gb")
+        if a100 is not None:
+            assert (a100.quantization, a100.kv_cache_dtype) == (None, "auto"), variant.id
+
+
+def test_gemma_4_global_layers_have_their_own_kv_shape() -> None:
+    # The 31B: 50 local layers x 16 KV heads x 256, 10 global layers x 4 KV heads x 512.
+    shape = AttentionShape(
+        num_layers=60,
+        num_attention_heads=32,
+        num_kv_heads=16,
+        head_dim=256,
+        sliding_window=1024,
+        global_every=6,
+        global_head_dim=512,
+        global_kv_heads=4,
+    )
+    local = 2 * 16 * 256 * 2 * 50 * 1024
+    glob = 2 * 4 * 512 * 2 * 10 * 262144
+    assert kv_cache_gb(shape, 262144, 2) == pytest.approx((local + glob) / 1e9)  # 22.3 GB
+    # Over 8 GPUs: 2 local KV heads each, the 4 global ones replicated to one per GPU.
+    per_gpu = (local / 8 + glob / 4) / 1e9
+    assert kv_cache_gb(shape, 262144, 2, tensor_parallel_size=8) == pytest.approx(per_gpu)
+
+
+def test_shared_kv_layers_and_the_last_global_layer_of_e2b(catalog: Catalog) -> None:
+    shape = catalog.variants["gemma-4-E2B-it"].architecture.shape()
+    # 35 layers, the last 20 reuse earlier caches; 4 local : 1 global among the other 15.
+    assert (shape.kv_layers, shape.global_layers, shape.local_layers) == (15, 3, 12)
+    assert (shape.global_head_size, shape.global_kv_head_count) == (512, 1)
+
+
+def test_global_kv_heads_must_split_evenly_over_the_gpus(catalog: Catalog) -> None:
+    variant = catalog.variants["gemma-4-26B-A4B-it"]
+    odd = variant.architecture.model_copy(
+        update={"num_attention_heads": 24, "num_kv_heads": 12, "global_kv_heads": 8}
+    )
+    edited = variant.model_copy(update={"architecture": odd})
+    with pytest.raises(
+        FitError,
+        match="tensor_parallel_size 12 neither divides nor is a multiple of its 8 global KV heads",
+    ):
+        check_fit(
+            edited,
+            "nvidia-h100-80gb",
+            engine(max_model_len=8192, tensor_parallel_size=12),
+            catalog.gpus,
+        )

@@ -41,15 +41,22 @@ def built(catalog: Catalog, profile: str) -> dict[str, LLMConfig]:
 def test_every_profile_validates_and_splits_into_known_vllm_arguments(
     catalog: Catalog, profile: str
 ) -> None:
+    target = catalog.profile(profile).target
     for config in built(catalog, profile).values():
+        variant = catalog.variants[config.model_id]
         engine = config.get_engine_config()  # raises "Unknown engine argument: ..."
         assert engine is not None
         frontend = FrontendArgs(**engine.frontend_kwargs)
         assert engine.engine_kwargs["max_model_len"] == config.engine_kwargs["max_model_len"]
         if "tool_call_parser" in config.engine_kwargs:
             assert frontend.enable_auto_tool_choice
-            assert frontend.tool_call_parser == "pythonic"
-            assert frontend.chat_template is not None
+            assert frontend.tool_call_parser == variant.tool_call_parser
+            # Gemma 3 uses the packaged tool template, Gemma 4 its tokenizer's own.
+            assert (frontend.chat_template is not None) == (variant.chat_template is not None)
+        # vLLM engine arguments, not frontend ones.
+        assert engine.engine_kwargs.get("reasoning_parser") == variant.reasoning_parser
+        speculative = engine.engine_kwargs.get("speculative_config")
+        assert (speculative is not None) == (variant.engines[target].speculative is not None)
 
 
 def test_cpu_configs(catalog: Catalog) -> None:
@@ -118,14 +125,20 @@ def test_models_list_carries_capabilities_and_adapter_ids(catalog: Catalog) -> N
     assert ids == [
         "gemma-3-270m",
         "gemma-3-270m:tiny-lora",
-        "tiny-random-gemma-3-vision",
-        "tiny-random-gemma-3n",
+        "tiny-random-gemma-4",
     ]
     cards = {card.id: card.metadata for card in listed.data}
     assert cards["gemma-3-270m"]["capabilities"] == ["text", "tools"]
     assert cards["gemma-3-270m"]["max_request_context_length"] == 4096  # Ray's own field
-    assert cards["tiny-random-gemma-3n"]["capabilities"] == ["text", "vision", "audio"]
-    assert cards["tiny-random-gemma-3-vision"]["kind"] == "fixture"
+    assert cards["tiny-random-gemma-4"]["capabilities"] == [
+        "text",
+        "vision",
+        "audio",
+        "video",
+        "tools",
+        "reasoning",
+    ]
+    assert cards["tiny-random-gemma-4"]["kind"] == "fixture"
     adapter = cards["gemma-3-270m:tiny-lora"]
     assert adapter["base_model_id"] == "gemma-3-270m"
     assert adapter["model_id"] == "gemma-3-270m:tiny-lora"
@@ -139,6 +152,6 @@ def test_model_lookup(catalog: Catalog) -> None:
     assert card is not None
     assert card.id == "gemma-3-270m:tiny-lora"
     assert asyncio.run(app.model("gemma-3-270m:unknown")) is None
-    base = asyncio.run(app.model("tiny-random-gemma-3n"))
+    base = asyncio.run(app.model("tiny-random-gemma-4"))
     assert base is not None
-    assert base.metadata["capabilities"] == ["text", "vision", "audio"]
+    assert "video" in base.metadata["capabilities"]
