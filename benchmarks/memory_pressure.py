@@ -56,7 +56,8 @@ def stack_processes() -> dict[int, str]:
     return found
 
 
-def chat(gateway: str, key: str) -> float:
+def chat(gateway: str, key: str) -> tuple[float, str]:
+    """One short ``auto`` chat: its seconds and the model that served it."""
     body = {"model": "auto", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
     request = urllib.request.Request(
         f"{gateway}/v1/chat/completions",
@@ -65,11 +66,12 @@ def chat(gateway: str, key: str) -> float:
     )
     started = time.perf_counter()
     with urllib.request.urlopen(request, timeout=60) as response:
-        response.read()
-    return time.perf_counter() - started
+        model = str(json.load(response)["model"])
+    return time.perf_counter() - started, model
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Hold the host's memory with the job while chatting; what happened (see the docstring)."""
     before = stack_processes()
     hog = subprocess.Popen(
         [
@@ -88,14 +90,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     assert hog.stdout is not None
     held_gb = float(hog.stdout.readline() or "nan")
-    lowest, latencies, failures = 1.0, [], 0
+    lowest, latencies, models, failures = 1.0, [], set(), 0
     while hog.poll() is None:
         memory = psutil.virtual_memory()
         lowest = min(lowest, memory.available / memory.total)
         try:
-            latencies.append(chat(args.gateway, args.key))
+            seconds, model = chat(args.gateway, args.key)
         except OSError:
             failures += 1
+        else:
+            latencies.append(seconds)
+            models.add(model)
         time.sleep(1.0)
     after = stack_processes()
     return {
@@ -103,8 +108,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "lowest_free_fraction": round(lowest, 4),
         "chats_answered": len(latencies),
         "chats_failed": failures,
+        "served_by": sorted(models),
         "chat_seconds_max": round(max(latencies, default=float("nan")), 3),
         "stack_processes_before": len(before),
+        "engine_processes_before": sum(name.startswith("VLLM::") for name in before.values()),
         "killed_or_restarted": sorted(set(before) - set(after)),
         "new": sorted(set(after) - set(before)),
     }
