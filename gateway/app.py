@@ -16,6 +16,7 @@ shutdown after asking running jobs to stop at their next block.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
@@ -115,13 +116,16 @@ async def _build_state(
     registry = ModelRegistry(
         client, interval=settings.model_refresh_interval, cooldown=settings.unhealthy_cooldown
     )
-    keys, gate, quota_healthy, _ = quota
+    keys, gate, quota_healthy, backend = quota
+    if backend is not None:
+        metrics.watch_quota_breaker(lambda: backend.breaker.state_value)
     dispatcher = Dispatcher(
         registry,
         gate,
         metrics,
         quota_timeout=max(1.0, settings.quota.timeout * 4),
         renew_interval=settings.quota.lease_renew_interval,
+        retry_after=settings.upstream_retry_after,
         tracer=tracer,
     )
     media = MediaValidator(settings.media, fetch_client)
@@ -159,7 +163,7 @@ def create_app(
             app.state.batches = batches
             await state.registry.refresh()
             async with anyio.create_task_group() as group:
-                group.start_soon(_poll_after, state.registry, settings.model_refresh_interval)
+                group.start_soon(functools.partial(state.registry.run, wait_first=True))
                 if batches is not None:
                     group.start_soon(batches.supervisor.run)
                 yield
@@ -185,11 +189,6 @@ def create_app(
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     tracing.instrument_app(app, provider)
     return app
-
-
-async def _poll_after(registry: ModelRegistry, interval: float) -> None:
-    await anyio.sleep(interval)
-    await registry.run()
 
 
 def create_app_from_env() -> FastAPI:

@@ -2,8 +2,16 @@
 
 For each candidate in the route's order: admit the key for that model (the quota
 counts the model that serves), send, and on ``Unavailable`` (refused connection,
-503) release the admission, mark the model unhealthy, count a fallback and try the
-next one. The first model that answers is returned with its ``Ticket``.
+503, no first byte within the request kind's deadline, or the model went down while
+the request waited: ``ModelRegistry.watching``) release the admission, mark the model
+unhealthy, count a fallback and try the next one. The first model that answers is
+returned with its ``Ticket``; when none can, the client gets a 503 with ``Retry-After``.
+
+A request cancelled while it waits (its client left, or the gateway is stopping)
+closes its upstream connection, which makes the serving application abort the
+generation; only then is its ticket settled, with the reservation: the engine may have
+generated up to the cap it was given, and no usage comes back from an aborted request.
+A failed answer (an error, a 5xx) asks the registry to poll the upstream's health now.
 
 All of it runs in one ``gateway.upstream`` span: a ``gateway.quota.admit`` span and
 the HTTP client span per candidate tried, the chosen model and whether it was a
@@ -16,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
+import anyio
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -55,6 +64,7 @@ class Dispatcher:
     metrics: GatewayMetrics
     quota_timeout: float
     renew_interval: float
+    retry_after: int = 5
     tracer: trace.Tracer = field(default_factory=trace.NoOpTracer)
 
     async def _admit(self, model: ModelInfo, key: ApiKey, reserve: int) -> Admission:
@@ -72,37 +82,67 @@ class Dispatcher:
                 self.metrics.quota_rejections.labels("backend_unavailable").inc()
                 raise
 
-    async def _try(self, model: ModelInfo, key: ApiKey, reserve: int, send: Send) -> Exchange:
+    async def _try(
+        self, model: ModelInfo, key: ApiKey, reserve: int, send: Send, first_byte: float
+    ) -> Exchange:
         admission = await self._admit(model, key, reserve)
         ticket = Ticket(self.gate, admission, timeout=self.quota_timeout, tracer=self.tracer)
         try:
             async with ticket.renewing(self.renew_interval):
-                response = await send(model)
+                response = await self._send(model, send, first_byte)
+        except anyio.get_cancelled_exc_class():
+            await ticket.settle(reserve)  # abandoned: the upstream call is closed by now
+            raise
         except BaseException as exc:
             self._count_failure(model, exc)
             await ticket.release()
             raise
+        if response.status >= 500:
+            self.registry.poke()
         return Exchange(model, response, ticket)
+
+    async def _send(
+        self, model: ModelInfo, send: Send, first_byte: float
+    ) -> aiohttp.ClientResponse:
+        """``send``, given up when the model goes down or no answer begins by ``first_byte``."""
+        with (
+            anyio.CancelScope(deadline=anyio.current_time() + first_byte) as scope,
+            self.registry.watching(model.id, scope),
+        ):
+            return await send(model)
+        if model.id in self.registry.down():
+            raise Unavailable(f"{model.id} went down: {self.registry.down()[model.id]}")
+        raise Unavailable(f"{model.id} sent no answer within {first_byte:g}s")
 
     def _count_failure(self, model: ModelInfo, exc: BaseException) -> None:
         kind = {Unavailable: "unavailable", UpstreamTimeout: "timeout", UpstreamError: "error"}
         for error_type, name in kind.items():
             if isinstance(exc, error_type):
                 self.metrics.upstream_errors.labels(model.id, name).inc()
+                self.registry.poke()
                 return
 
-    async def open(self, route: Route, key: ApiKey, *, reserve: int, send: Send) -> Exchange:
+    async def open(
+        self, route: Route, key: ApiKey, *, reserve: int, send: Send, first_byte: float
+    ) -> Exchange:
+        """The first candidate's answer; ``first_byte`` bounds each candidate's wait."""
         with self.tracer.start_as_current_span(spans.UPSTREAM) as span:
-            exchange = await self._open(route, key, reserve, send, span)
+            exchange = await self._open(route, key, reserve, send, first_byte, span)
         return exchange
 
     async def _open(
-        self, route: Route, key: ApiKey, reserve: int, send: Send, span: trace.Span
+        self,
+        route: Route,
+        key: ApiKey,
+        reserve: int,
+        send: Send,
+        first_byte: float,
+        span: trace.Span,
     ) -> Exchange:
         failed: list[str] = []
         for model in route.candidates:
             try:
-                exchange = await self._try(model, key, reserve, send)
+                exchange = await self._try(model, key, reserve, send, first_byte)
             except Unavailable:
                 self.registry.mark_unhealthy(model.id)
                 self.metrics.fallbacks.labels(route.requested, model.id).inc()
@@ -121,5 +161,5 @@ class Dispatcher:
         span.set_status(Status(StatusCode.ERROR, "no model could take the request"))
         raise UpstreamUnavailable(
             f"No model could take the request right now (tried: {', '.join(failed)}).",
-            headers={"retry-after": "1"},
+            headers={"retry-after": str(self.retry_after)},
         )

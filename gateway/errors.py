@@ -8,12 +8,14 @@ that writes the OpenAI error shape (streams use it for their error event too).
     ├── InvalidRequest                400 invalid_request_error
     │   ├── MissingCapability         400 (code: model_capability_missing)
     │   ├── ContextLengthExceeded     400 (code: context_length_exceeded)
-    │   └── InvalidMedia              400 (code: invalid_image / invalid_audio)
+    │   ├── InvalidMedia              400 (code: invalid_image / invalid_audio)
+    │   └── StorageLimitExceeded      400 (code: too_many_files / file_storage_limit_exceeded)
     ├── PayloadTooLarge               413 invalid_request_error
     ├── AuthenticationFailed          401 authentication_error (code: invalid_api_key)
     ├── PermissionDenied              403 permission_error
     ├── NotFound                      404 invalid_request_error
     │   └── ModelNotFound             404 (code: model_not_found)
+    ├── ClientDisconnected            499 client_closed_request (nobody reads it)
     ├── RateLimited                   429 rate_limit_exceeded  (Retry-After)
     │   └── QuotaExhausted            429 insufficient_quota   (Retry-After)
     ├── UpstreamError                 502 upstream_error
@@ -77,6 +79,12 @@ class InvalidMedia(InvalidRequest):
     default_code = "invalid_media"
 
 
+class StorageLimitExceeded(InvalidRequest):
+    """An upload would take its key past the files or bytes it may keep stored."""
+
+    default_code = "file_storage_limit_exceeded"
+
+
 class PayloadTooLarge(GatewayError):
     """The request body is larger than the configured limit."""
 
@@ -113,6 +121,14 @@ class ModelNotFound(NotFound):
     """The request names a model, alias or adapter the gateway does not know."""
 
     default_code = "model_not_found"
+
+
+class ClientDisconnected(GatewayError):
+    """The client left before its answer was ready; the upstream call was abandoned."""
+
+    status_code = 499
+    error_type = "client_closed_request"
+    default_code = "client_closed_request"
 
 
 class RateLimited(GatewayError):

@@ -7,6 +7,7 @@ Exported on ``GET /metrics`` (names as Prometheus sees them)::
     gateway_time_to_first_token_seconds{route, model}          streams: until the first event
     gateway_tokens_total{model, direction="in"|"out"}          the engine's reported usage
     gateway_quota_rejections_total{reason}                     429/503 refusals by the quota
+    gateway_quota_breaker_state                                0 closed, 1 half-open, 2 open
     gateway_upstream_errors_total{model, kind}                 unavailable, timeout, error, ...
     gateway_fallbacks_total{requested, failed}                 routing moved to another model
     gateway_routed_requests_total{requested, served, capability}
@@ -19,7 +20,7 @@ model was chosen): a name from ``/v1/models``, never the raw ``model`` field a c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -37,6 +38,7 @@ class GatewayMetrics:
         self._request_metrics()
         self._routing_metrics()
         self._stream_metrics()
+        self._health_metrics()
 
     def _request_metrics(self) -> None:
         self.requests = Counter(
@@ -69,6 +71,11 @@ class GatewayMetrics:
             "gateway_quota_rejections",
             "Requests the quota refused, by reason (the error code).",
             ["reason"],
+            registry=self.registry,
+        )
+        self.quota_breaker_state = Gauge(
+            "gateway_quota_breaker_state",
+            "The quota Redis's circuit breaker: 0 closed, 1 half-open (probing), 2 open.",
             registry=self.registry,
         )
 
@@ -112,6 +119,39 @@ class GatewayMetrics:
             ["served"],
             registry=self.registry,
         )
+
+    def _health_metrics(self) -> None:
+        self.model_up = Gauge(
+            "gateway_model_up",
+            "1 when the variant's engine answers and routing may send to it, else 0.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.capability_up = Gauge(
+            "gateway_capability_up",
+            "1 when at least one up variant offers the capability, else 0.",
+            ["capability"],
+            registry=self.registry,
+        )
+        self.quota_backend_up = Gauge(
+            "gateway_quota_backend_up",
+            "1 when the quota store (Redis) answers, else 0 (with quotas off: 1).",
+            registry=self.registry,
+        )
+
+    def observe_health(
+        self, models: Mapping[str, bool], capabilities: Mapping[str, bool], quota: bool
+    ) -> None:
+        """Set the health gauges; models and capabilities no longer listed are dropped."""
+        for gauge, values in ((self.model_up, models), (self.capability_up, capabilities)):
+            gauge.clear()
+            for name, up in values.items():
+                gauge.labels(name).set(1 if up else 0)
+        self.quota_backend_up.set(1 if quota else 0)
+
+    def watch_quota_breaker(self, state: Callable[[], float]) -> None:
+        """Read ``gateway_quota_breaker_state`` from ``state`` at every scrape."""
+        self.quota_breaker_state.set_function(state)
 
     def observe_usage(self, model: str, usage: Mapping[str, Any] | None) -> None:
         """Count the prompt and completion tokens of an engine ``usage`` object."""

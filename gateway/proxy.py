@@ -8,8 +8,15 @@ Speech to text takes the same way: to vLLM's transcription endpoint for a varian
 the ``transcription`` capability, else as a chat completion (``gateway.speech``) whose
 answer is reshaped after it is settled, so every answer is accounted here alike.
 
+What is reserved, the completion cap the engine is sent and what is settled are
+``gateway.accounting``'s (every prompt, every choice, each at its cap).
+
 Every admitted request finishes its ticket exactly once: settle with the engine's
-usage, or release when nothing was generated. A stream the client leaves is
+usage, or release when nothing was generated. A variant whose engine is down is not
+a candidate (503 with ``Retry-After`` when no candidate is left); each request kind
+has its first-byte deadline. A request whose client leaves before its answer is
+ready is cancelled upstream (``gateway.upstream.disconnect``) and charged its
+reservation (``gateway.dispatch``). A stream the client leaves is
 cancelled upstream (so the engine stops) and settled with what was counted: the
 last usage seen (streams ask for usage on every chunk), else the prompt estimate
 plus one token per relayed chunk.
@@ -19,18 +26,19 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
+import anyio
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from opentelemetry import trace
 
-from gateway import auth
+from gateway import accounting, auth
 from gateway.dispatch import Dispatcher, Exchange, Send
+from gateway.errors import UpstreamUnavailable
 from gateway.media.validator import MediaValidator
 from gateway.metrics import GatewayMetrics
 from gateway.model_info import ModelInfo
@@ -42,6 +50,7 @@ from gateway.speech.job import SpeechJob, by_endpoint, speech_route
 from gateway.telemetry import spans
 from gateway.telemetry.http_metrics import request_facts
 from gateway.upstream import client as upstream
+from gateway.upstream.disconnect import abandoned_on_disconnect
 from gateway.upstream.registry import ModelRegistry
 from gateway.upstream.response import RelayResponse
 from gateway.upstream.sse import StreamTally, relay
@@ -98,21 +107,43 @@ class Proxy:
                 fallback_named=self.settings.fallback_named_models,
             )
             allowed = set(auth.check_model(key, requested, (m.id for m in found.candidates)))
-            candidates = tuple(m for m in found.candidates if m.id in allowed)
+            candidates = self._up(tuple(m for m in found.candidates if m.id in allowed))
             span.set_attribute(spans.CANDIDATES, [m.id for m in candidates])
         return key, replace(found, candidates=candidates)
 
+    def _up(self, candidates: tuple[ModelInfo, ...]) -> tuple[ModelInfo, ...]:
+        """The candidates whose engine is up; 503 when every one is down."""
+        down = self.registry.down()
+        up = tuple(m for m in candidates if m.id not in down)
+        if candidates and not up:
+            reasons = "; ".join(f"{m.id}: {down[m.id]}" for m in candidates)
+            raise UpstreamUnavailable(
+                f"The model's engine is down or restarting ({reasons}).",
+                headers={"retry-after": str(self.settings.upstream_retry_after)},
+            )
+        return up
+
     async def _open(
-        self, request: Request, found: Route, key: ApiKey, reserve: int, send: Send
+        self,
+        request: Request,
+        found: Route,
+        key: ApiKey,
+        reserve: int,
+        send: Send,
+        *,
+        stream: bool = False,
     ) -> Exchange:
-        exchange = await self.dispatcher.open(found, key, reserve=reserve, send=send)
+        first_byte = (
+            self.settings.upstream_stream_first_byte_timeout
+            if stream
+            else self.settings.upstream_first_byte_timeout
+        )
+        exchange = await self.dispatcher.open(
+            found, key, reserve=reserve, send=send, first_byte=first_byte
+        )
         request_facts(request).model = exchange.model.id
         trace.get_current_span().set_attribute(spans.RESPONSE_MODEL, exchange.model.id)
         return exchange
-
-    def _reserve(self, needs: Needs, n: int = 1) -> int:
-        completion = needs.max_tokens or self.settings.quota.default_max_tokens
-        return needs.prompt_tokens + completion * max(1, n)
 
     async def generate(
         self, request: Request, path: str, payload: dict[str, Any], needs: Needs
@@ -134,14 +165,18 @@ class Proxy:
             metered = {**options, "include_usage": True, "continuous_usage_stats": True}
             payload = {**payload, "stream_options": metered}
 
-        async def send(model: ModelInfo) -> aiohttp.ClientResponse:
-            return await self.client.send("POST", path, json={**payload, "model": model.id})
+        cap = accounting.budget(path, needs, self.settings.quota.default_max_tokens)
 
-        reserve = self._reserve(needs, int(payload.get("n") or 1))
-        exchange = await self._open(request, found, key, reserve, send)
-        if stream and exchange.response.status == 200:
-            return self._relay(exchange, needs, tally)
-        return await self._answer(exchange, needs)
+        async def send(model: ModelInfo) -> aiohttp.ClientResponse:
+            body = accounting.engine_payload(payload, needs, cap, model)
+            return await self.client.send("POST", path, json={**body, "model": model.id})
+
+        reserve = accounting.reservation(needs, cap)
+        async with abandoned_on_disconnect(request.receive):
+            exchange = await self._open(request, found, key, reserve, send, stream=stream)
+            if not stream or exchange.response.status != 200:
+                return await self._answer(exchange, needs)
+        return self._relay(exchange, needs, tally)
 
     async def transcribe(
         self, request: Request, upload: Upload, requested: str, job: SpeechJob
@@ -155,25 +190,28 @@ class Proxy:
         found = speech_route(found, job, self.registry.unhealthy())
         with self.tracer.start_as_current_span(spans.MEDIA):
             wav = await self.media.prepare_upload_async(upload.content, upload.filename)
+        cap = accounting.budget(speech.CHAT_PATH, job.needs, self.settings.quota.default_max_tokens)
 
         async def send(model: ModelInfo) -> aiohttp.ClientResponse:
             if not by_endpoint(model):
-                return await self.client.send(
-                    "POST", speech.CHAT_PATH, json=speech.chat_payload(job, wav, model.id)
-                )
+                chat = speech.chat_payload(job, wav, model.id)
+                body = accounting.engine_payload(chat, job.needs, cap, model)
+                return await self.client.send("POST", speech.CHAT_PATH, json=body)
             form = aiohttp.FormData([(k, v) for k, v in upload.fields if k != "model"])
             form.add_field("model", model.id)
             form.add_field("file", wav, filename="audio.wav", content_type="audio/wav")
             return await self.client.send("POST", TRANSCRIPTIONS, data=form)
 
-        exchange = await self._open(request, found, key, self._reserve(job.needs), send)
-        if by_endpoint(exchange.model):
-            return await self._answer(exchange, job.needs)
-        if job.stream and exchange.response.status == 200:
-            tally = StreamTally(include_usage=False)
-            return self._relay(exchange, job.needs, tally, events=speech.transcript_events)
-        reshape = functools.partial(speech.transcript_answer, job, speech.wav_duration(wav))
-        return await self._answer(exchange, job.needs, reshape)
+        reserve = accounting.reservation(job.needs, cap)
+        async with abandoned_on_disconnect(request.receive):
+            exchange = await self._open(request, found, key, reserve, send, stream=job.stream)
+            if by_endpoint(exchange.model):
+                return await self._answer(exchange, job.needs)
+            if not job.stream or exchange.response.status != 200:
+                reshape = functools.partial(speech.transcript_answer, job, speech.wav_duration(wav))
+                return await self._answer(exchange, job.needs, reshape)
+        tally = StreamTally(include_usage=False)
+        return self._relay(exchange, job.needs, tally, events=speech.transcript_events)
 
     def _headers(self, exchange: Exchange) -> dict[str, str]:
         return {**exchange.ticket.headers, SERVED_HEADER: exchange.model.id}
@@ -185,6 +223,9 @@ class Proxy:
         try:
             async with ticket.renewing(self.settings.quota.lease_renew_interval):
                 content = await upstream.read_body(response)
+        except anyio.get_cancelled_exc_class():
+            await ticket.settle(ticket.admission.reserved_tokens)  # abandoned mid-answer
+            raise
         except BaseException:
             await ticket.release()
             raise
@@ -202,14 +243,14 @@ class Proxy:
         response, headers = exchange.response, self._headers(exchange)
         media_type = response.headers.get("content-type", "text/plain")
         if not media_type.startswith("application/json"):
-            await exchange.ticket.settle(needs.prompt_tokens + math.ceil(len(content) / 3))
+            await exchange.ticket.settle(accounting.text_tokens_used(content, needs))
             return Response(content, media_type=media_type, headers=headers)
         try:
             body = json.loads(content)
         except ValueError:
             await exchange.ticket.release()
             raise upstream.UpstreamError("The serving application sent invalid JSON.") from None
-        await exchange.ticket.settle(_used_tokens(body, needs))
+        await exchange.ticket.settle(accounting.answered_tokens(body, needs))
         usage = body.get("usage") if isinstance(body, dict) else None
         self._record_usage(exchange, usage if isinstance(usage, dict) else None)
         if reshape is not None:
@@ -245,7 +286,9 @@ class Proxy:
             if tally.chunks == 0 and tally.usage is None:
                 await exchange.ticket.release()
             else:
-                await exchange.ticket.settle(tally.used_tokens(needs.prompt_tokens))
+                await exchange.ticket.settle(
+                    accounting.streamed_tokens(tally.usage, tally.chunks, needs)
+                )
 
         relayed = relay(exchange.response, tally)
         return RelayResponse(
@@ -257,9 +300,3 @@ class Proxy:
                 exchange.ticket.renewing, self.settings.quota.lease_renew_interval
             ),
         )
-
-
-def _used_tokens(body: Any, needs: Needs) -> int:
-    usage: Mapping[str, Any] = body.get("usage") or {} if isinstance(body, dict) else {}
-    total = usage.get("total_tokens")
-    return int(total) if isinstance(total, int) else needs.prompt_tokens

@@ -4,7 +4,9 @@ Pure logic, no I/O. A request *needs* capabilities read from its content (``text
 always; ``image_url`` parts -> ``vision``; ``input_audio``/``audio_url`` parts and the
 audio endpoints -> ``audio``; ``video_url`` parts -> ``video``; ``tools`` -> ``tools``;
 asking for thinking -> ``reasoning``, see ``gateway.reasoning``) and room for its prompt
-plus ``max_tokens`` in the model's context.
+plus ``max_tokens`` in the model's context. A completion with several prompts runs each
+prompt apart, so its longest prompt is what must fit; what it may cost in all is
+``gateway.accounting``'s.
 
 The prompt size is a conservative estimate made without a tokenizer: one token per 3
 UTF-8 bytes of text (Gemma's tokenizer averages about 4 bytes per token on English,
@@ -51,15 +53,27 @@ _PART_CAPABILITY = {
 
 @dataclass(frozen=True, slots=True)
 class Needs:
-    """What serving one request takes."""
+    """What serving one request takes.
+
+    ``prompt_tokens`` estimates every prompt together, ``longest_prompt`` the longest
+    (``None``: the only one); ``prompts`` is how many the engine runs and ``choices``
+    how many completions it generates for each (``n``, or ``best_of`` when larger).
+    """
 
     capabilities: frozenset[str]
     prompt_tokens: int
     max_tokens: int | None = None
+    prompts: int = 1
+    choices: int = 1
+    longest_prompt: int | None = None
+
+    @property
+    def longest_prompt_tokens(self) -> int:
+        return self.prompt_tokens if self.longest_prompt is None else self.longest_prompt
 
     @property
     def context_tokens(self) -> int:
-        return self.prompt_tokens + (self.max_tokens or 1)
+        return self.longest_prompt_tokens + (self.max_tokens or 1)
 
     @property
     def primary(self) -> str:
@@ -114,6 +128,11 @@ def _max_tokens(body: Mapping[str, Any]) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
+def _choices(body: Mapping[str, Any]) -> int:
+    counts = (body.get("n"), body.get("best_of"))
+    return max([1, *(c for c in counts if isinstance(c, int))])
+
+
 def chat_needs(body: Mapping[str, Any], *, video_tokens: int = VIDEO_TOKENS) -> Needs:
     """The needs of a ``/v1/chat/completions`` body (already validated)."""
     media_tokens = {"vision": IMAGE_TOKENS, "audio": AUDIO_TOKENS, "video": video_tokens}
@@ -128,17 +147,28 @@ def chat_needs(body: Mapping[str, Any], *, video_tokens: int = VIDEO_TOKENS) -> 
     if body.get("tools") or body.get("functions"):
         capabilities.add("tools")
         tokens += text_tokens(json.dumps(body.get("tools") or body.get("functions")))
-    return Needs(frozenset(capabilities), tokens, _max_tokens(body))
+    return Needs(frozenset(capabilities), tokens, _max_tokens(body), choices=_choices(body))
+
+
+def prompt_estimates(prompt: Any) -> list[int]:
+    """Each prompt's tokens: a string, strings, token ids (exact) or lists of token ids."""
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
+        return [len(prompt)]
+    texts = prompt if isinstance(prompt, list) and prompt else [prompt or ""]
+    return [len(t) if isinstance(t, list) else text_tokens(str(t)) for t in texts]
 
 
 def completion_needs(body: Mapping[str, Any]) -> Needs:
-    """The needs of a ``/v1/completions`` body: the prompt may be a string or a list."""
-    prompt = body.get("prompt", "")
-    texts = prompt if isinstance(prompt, list) else [prompt]
-    tokens = sum(
-        len(t) if isinstance(t, list) else text_tokens(str(t)) for t in texts
-    )  # token-id lists count exactly
-    return Needs(frozenset({"text"}), tokens, _max_tokens(body))
+    """The needs of a ``/v1/completions`` body: one prompt or several (see ``Needs``)."""
+    estimates = prompt_estimates(body.get("prompt", ""))
+    return Needs(
+        frozenset({"text"}),
+        sum(estimates),
+        _max_tokens(body),
+        prompts=len(estimates),
+        choices=_choices(body),
+        longest_prompt=max(estimates),
+    )
 
 
 def audio_needs() -> Needs:

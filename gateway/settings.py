@@ -116,16 +116,41 @@ class GatewaySettings(BaseSettings):
         gt=0,
         description="Seconds to wait for an upstream answer or the next stream chunk.",
     )
+    upstream_first_byte_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds a non-streamed request waits for its answer to begin; after it, "
+        "the next candidate is tried or the client gets a 503.",
+    )
+    upstream_stream_first_byte_timeout: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds a streamed request waits for its first event (Serve sends the "
+        "head with the first token); after it, as for upstream_first_byte_timeout.",
+    )
+    upstream_retry_after: int = Field(
+        default=5,
+        ge=1,
+        description="Retry-After seconds of a 503 when no variant can take a request.",
+    )
     upstream_pool_size: int = Field(
         default=256, ge=1, description="Most open connections to the serving application."
     )
     model_refresh_interval: float = Field(
-        default=10.0, gt=0, description="Seconds between polls of the upstream's /v1/models."
+        default=2.0,
+        gt=0,
+        description="Seconds between polls of the upstream's /v1/models (its models and "
+        "their engines' health); a failed upstream answer polls at once.",
     )
     unhealthy_cooldown: float = Field(
         default=15.0,
         ge=0,
         description="Seconds a model that failed (503, refused) is skipped by routing.",
+    )
+    ready_capabilities: list[str] = Field(
+        default_factory=lambda: ["text"],
+        description="Capabilities an up variant must offer for /readyz to answer 200 "
+        "(e.g. text,vision,audio); /readyz reports every capability either way.",
     )
     fallback_named_models: bool = Field(
         default=False,

@@ -7,11 +7,16 @@ receives: each variant's card gains the catalog's metadata (``capabilities``, ``
 ``context_length``, ...) and every LoRA adapter gets a card of its own, listed after its
 base model. Everything else (routing, streaming, errors) is Ray's.
 
+Each listing also says whether each engine answers now (``metadata.health``, see
+``serving.health``): the gateway polls ``/v1/models`` and routes around an engine that is
+down or restarting, rather than queueing behind it in Serve's router.
+
 ``/v1/models`` then answers, per model::
 
     {"id": "gemma-3-270m", "object": "model", "owned_by": "...", "permission": [],
      "metadata": {"model_id": ..., "input_modality": ..., "max_request_context_length": ...,
-                  "capabilities": ["text", "tools"], "kind": "model", ...}}
+                  "capabilities": ["text", "tools"], "kind": "model", ...,
+                  "health": {"status": "up"}}}
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray.serve.llm.ingress import OpenAiIngress
 
+from serving.health import engine_health
 from serving.logs import install_trace_ids
 
 if TYPE_CHECKING:
@@ -43,6 +49,7 @@ class GemmaIngress(OpenAiIngress):
         *,
         lora_paths: dict[str, str] | None = None,
         model_metadata: dict[str, dict[str, Any]] | None = None,
+        health_timeout_s: float = 2.0,
         **kwargs: Any,
     ) -> None:
         install_trace_ids()  # this replica's log lines carry their request's trace id
@@ -54,6 +61,8 @@ class GemmaIngress(OpenAiIngress):
             for model_id, card in model_cards.items()
         }
         super().__init__(llm_deployments, cards, lora_paths=lora_paths, **kwargs)
+        self._engines = dict(llm_deployments)
+        self._health_timeout_s = health_timeout_s
         self._adapter_cards: dict[str, ModelCard] = {}
         for model_id, card in cards.items():
             for adapter_id in metadata.get(model_id, {}).get("adapters", []):
@@ -71,11 +80,22 @@ class GemmaIngress(OpenAiIngress):
 
     async def models(self) -> ModelList:
         listed = await super().models()
+        health = await engine_health(self._engines, timeout_s=self._health_timeout_s)
         data = []
         for card in listed.data:
-            data.append(card)
-            data.extend(a for a in self._adapter_cards.values() if _base(a) == card.id)
+            data.append(_with_health(card, health.get(card.id)))
+            data.extend(
+                _with_health(a, health.get(card.id))
+                for a in self._adapter_cards.values()
+                if _base(a) == card.id
+            )
         return listed.model_copy(update={"data": data})
+
+
+def _with_health(card: ModelCard, health: dict[str, str] | None) -> ModelCard:
+    if health is None:
+        return card
+    return card.model_copy(update={"metadata": {**card.metadata, "health": health}})
 
 
 def _base(card: ModelCard) -> str | None:

@@ -7,7 +7,9 @@ Layout under ``BatchSettings.files_dir`` (shared by every replica)::
     tmp/                 uploads being received (renamed into files/ once accepted)
 
 An upload is refused before its body is read when its declared length is over the
-limit, and as soon as the bytes received pass it otherwise (413). The accepted file
+limit, and as soon as the bytes received pass it otherwise (413); ``declared_file_bytes``
+is what the declared length leaves for the file, for the key's storage limits (checked
+before the body is read, and again atomically when the file is filed). The accepted file
 must be UTF-8 with at least one and at most ``max_lines`` non-blank lines (400); each
 line is checked when the batch runs, where a bad one becomes an error line. An
 ``expires_after`` policy (``expires_after[anchor]``, ``expires_after[seconds]``, as
@@ -90,6 +92,12 @@ def _check_declared(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
         raise _too_large(limit)
+
+
+def declared_file_bytes(request: Request) -> int:
+    """The fewest bytes the file of an upload may have, by its declared length (0: none)."""
+    declared = request.headers.get("content-length", "")
+    return max(0, int(declared) - FORM_OVERHEAD) if declared.isdigit() else 0
 
 
 def _copy_lines(source: IO[bytes], target: Path, max_lines: int) -> int:

@@ -5,6 +5,11 @@ Every file and batch belongs to the API key that created it: any other key is to
 its own. A batch's output and error files belong to the batch's key. An expired file is
 gone as well: 404, and left out of lists, from its ``expires_at`` on (the supervisor's
 sweep deletes it later; ``gateway.batches.expiry``).
+
+What a key keeps (its uploads and its batches' output files) is held to
+``max_files_per_key`` and ``max_bytes_per_key``: an upload past either is refused (400,
+``StorageLimitExceeded``) and nothing of it is kept; deleting a file, or the sweep of an
+expired one, frees its room.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from batch.lines import ENDPOINTS
 from gateway.batches.charges import TokenCharger
 from gateway.batches.clock import Clock
 from gateway.batches.expiry import ExpiresAfter
-from gateway.batches.files import FileStorage, receive_upload
+from gateway.batches.files import FileStorage, Upload, declared_file_bytes, receive_upload
 from gateway.batches.objects import (
     INPUT_PURPOSE,
     BatchRecord,
@@ -27,7 +32,7 @@ from gateway.batches.objects import (
     new_file_id,
 )
 from gateway.batches.settings import BatchSettings
-from gateway.batches.store import BatchStore
+from gateway.batches.store import BatchStore, StoredFiles
 from gateway.batches.supervisor import Supervisor
 from gateway.errors import InvalidRequest, NotFound, QuotaExhausted
 from gateway.quotas.protocol import ApiKey, KeyStore
@@ -98,8 +103,30 @@ class BatchService:
 
     # files
 
+    async def stored(self, key: ApiKey) -> StoredFiles:
+        """What the key keeps, with its storage limits."""
+        return await self.store.stored_files(
+            key.key_id,
+            max_files=self.settings.max_files_per_key,
+            max_bytes=self.settings.max_bytes_per_key,
+        )
+
     async def upload(self, request: Request, key: ApiKey) -> FileRecord:
+        """Receive, file and count an upload; past the key's storage limits, refuse it.
+
+        A key at its limits is refused before the body is read; the check that counts is
+        the store's, atomic with filing the record, before the bytes are moved in.
+        """
+        stored, declared = await self.stored(key), declared_file_bytes(request)
+        if (limit := stored.over(declared)) is not None:
+            raise stored.refusal(limit, declared)
         upload = await receive_upload(request, self.storage, self.settings)
+        try:
+            return await self._file(key, upload)
+        finally:
+            upload.path.unlink(missing_ok=True)
+
+    async def _file(self, key: ApiKey, upload: Upload) -> FileRecord:
         created = self.clock.now()
         ttl = upload.expires_after
         record = FileRecord(
@@ -111,11 +138,15 @@ class BatchService:
             created,
             None if ttl is None else created + ttl,
         )
-        os.replace(upload.path, self.storage.path(record.id))
+        await self.store.put_file(
+            record,
+            max_files=self.settings.max_files_per_key,
+            max_bytes=self.settings.max_bytes_per_key,
+        )
         try:
-            await self.store.put_file(record)
+            os.replace(upload.path, self.storage.path(record.id))
         except BaseException:
-            self.storage.delete(record.id)
+            await self.store.delete_file(record)
             raise
         return record
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 
 def default_files_dir() -> Path:
@@ -36,6 +37,18 @@ class BatchSettings(BaseModel):
         default=200 * MIB, ge=1, description="Largest upload (413 above it)."
     )
     max_lines: int = Field(default=50_000, ge=1, description="Most requests in one batch file.")
+    max_files_per_key: int | None = Field(
+        default=1000,
+        ge=1,
+        description="Most files one API key keeps (its uploads and its batches' output "
+        "files); an upload past it is refused (400 too_many_files); null: no limit.",
+    )
+    max_bytes_per_key: int | None = Field(
+        default=10 * GIB,
+        ge=1,
+        description="Most bytes of files one API key keeps; an upload past it is refused "
+        "(400 file_storage_limit_exceeded); null: no limit.",
+    )
     input_file_ttl: int | None = Field(
         default=30 * 24 * 3600,
         ge=3600,

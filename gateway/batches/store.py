@@ -7,6 +7,8 @@ one slot and the scripts stay legal)::
     {prefix}{batches}:files:<owner>          ZSET    file id -> time filed (all purposes)
     {prefix}{batches}:files:<owner>:<purpose> ZSET   the same, one purpose
     {prefix}{batches}:expiring               ZSET    file id -> its expires_at
+    {prefix}{batches}:stored:<owner>         HASH    files, bytes: what the owner keeps
+    {prefix}{batches}:sizes:<owner>          HASH    file id -> bytes counted in ``stored``
     {prefix}{batches}:batch:<id>             HASH    the batch (``BatchRecord.to_hash``)
     {prefix}{batches}:batches:<owner>        ZSET    batch id -> time created
     {prefix}{batches}:active                 ZSET    unfinished batch id -> created_at
@@ -16,12 +18,17 @@ Status changes go through ``transition.lua``: a change happens only from the sta
 the caller allows, so a cancel and a runner finishing the job cannot both win. A lease
 is taken with ``SET NX PX`` and renewed or released only by its holder's token; a
 runner that dies stops renewing, and its job is free again ``lease_ttl`` later.
+
+A file is filed and counted in its owner's ``stored`` in one call (``put_file.lua``),
+which refuses an upload past the owner's limits, so two uploads racing for the last
+room cannot both pass; ``delete_file.lua`` frees it, once however often it runs.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Iterable, Mapping
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -35,7 +42,7 @@ from gateway.batches.objects import (
     FileRecord,
     counts_fields,
 )
-from gateway.errors import ServiceUnavailable
+from gateway.errors import ServiceUnavailable, StorageLimitExceeded
 from gateway.quotas.client import BACKEND_ERRORS, bounded
 
 T = TypeVar("T")
@@ -58,8 +65,49 @@ class BatchStoreUnavailable(ServiceUnavailable):
     default_code = "batch_store_unavailable"
 
 
+@dataclass(frozen=True, slots=True)
+class StoredFiles:
+    """What one owner keeps: how many files, how many bytes (``None`` limits: unlimited)."""
+
+    files: int = 0
+    bytes: int = 0
+    max_files: int | None = None
+    max_bytes: int | None = None
+
+    def over(self, size: int) -> str | None:
+        """The limit (``files`` or ``bytes``) one more file of ``size`` bytes passes, if any."""
+        if self.max_files is not None and self.files + 1 > self.max_files:
+            return "files"
+        if self.max_bytes is not None and self.bytes + size > self.max_bytes:
+            return "bytes"
+        return None
+
+    def refusal(self, limit: str, size: int) -> StorageLimitExceeded:
+        """The error of an upload of ``size`` bytes that ``limit`` refuses."""
+        if limit == "files":
+            return StorageLimitExceeded(
+                f"This API key keeps {self.files} files, the most it may; delete files "
+                "before uploading more.",
+                param="file",
+                code="too_many_files",
+            )
+        return StorageLimitExceeded(
+            f"This API key keeps {self.bytes} bytes of files; {size} more would pass its "
+            f"limit of {self.max_bytes}. Delete files before uploading more.",
+            param="file",
+        )
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _script(redis: Redis, name: str) -> Any:
+    return redis.register_script(resources.files("gateway.batches").joinpath(name).read_text())
+
+
+def _limit(value: int | None) -> int:
+    return -1 if value is None else value
 
 
 class BatchStore:
@@ -69,8 +117,9 @@ class BatchStore:
         self._redis = redis
         self._timeout = timeout
         self._base = f"{prefix}{{batches}}:"
-        script = resources.files("gateway.batches").joinpath("transition.lua").read_text()
-        self._transition = redis.register_script(script)
+        self._transition = _script(redis, "transition.lua")
+        self._put_file = _script(redis, "put_file.lua")
+        self._delete_file = _script(redis, "delete_file.lua")
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
@@ -100,30 +149,56 @@ class BatchStore:
 
     # files
 
-    async def put_file(self, record: FileRecord) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._key("file", record.id), record.dumps())
-            for index in self._file_indexes(record):
-                pipe.zadd(index, {record.id: time.time()}, nx=True)
-            if record.expires_at is not None:
-                pipe.zadd(self._key("expiring"), {record.id: record.expires_at})
-            await self._call(pipe.execute())
+    async def put_file(
+        self, record: FileRecord, *, max_files: int | None = None, max_bytes: int | None = None
+    ) -> None:
+        """File ``record`` and count it for its owner; ``StorageLimitExceeded`` past a limit."""
+        expires = "" if record.expires_at is None else str(record.expires_at)
+        args = [
+            record.id,
+            record.dumps(),
+            repr(time.time()),
+            expires,
+            record.size,
+            _limit(max_files),
+            _limit(max_bytes),
+        ]
+        reply = await self._call(self._put_file(keys=self._file_keys(record), args=args))
+        status, files, stored = (int(v) for v in reply)
+        if status:
+            usage = StoredFiles(files, stored, max_files, max_bytes)
+            raise usage.refusal("files" if status == 1 else "bytes", record.size)
+
+    async def stored_files(
+        self, owner: str, *, max_files: int | None = None, max_bytes: int | None = None
+    ) -> StoredFiles:
+        """What ``owner`` keeps now, with the limits it is held to."""
+        found: Any = await self._call(
+            self._redis.hmget(self._key("stored", owner), "files", "bytes")
+        )
+        files, stored = (int(v or 0) for v in found)
+        return StoredFiles(files, stored, max_files, max_bytes)
 
     def _file_indexes(self, record: FileRecord) -> tuple[str, str]:
         owned = self._key("files", record.owner)
         return owned, f"{owned}:{record.purpose}"
+
+    def _file_keys(self, record: FileRecord) -> list[str]:
+        return [
+            self._key("file", record.id),
+            *self._file_indexes(record),
+            self._key("expiring"),
+            self._key("stored", record.owner),
+            self._key("sizes", record.owner),
+        ]
 
     async def get_file(self, file_id: str) -> FileRecord | None:
         raw = await self._call(self._redis.get(self._key("file", file_id)))
         return None if raw is None else FileRecord.loads(raw)
 
     async def delete_file(self, record: FileRecord) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self._key("file", record.id))
-            for index in self._file_indexes(record):
-                pipe.zrem(index, record.id)
-            pipe.zrem(self._key("expiring"), record.id)
-            await self._call(pipe.execute())
+        """Delete the record and free what it counted for its owner (once)."""
+        await self._call(self._delete_file(keys=self._file_keys(record), args=[record.id]))
 
     async def expired_file_ids(self, now: int) -> list[str]:
         """Files whose ``expires_at`` has come (soonest first)."""

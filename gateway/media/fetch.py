@@ -14,6 +14,10 @@ Each hop (the URL and every redirect) is checked the same way before anything is
 Redirects are followed by hand, at most ``remote_max_redirects``; the body is capped while
 it streams, and the whole fetch (DNS, redirects, body) runs under one deadline.
 
+A refused or unresolvable host gets one answer, naming only the host the client sent:
+the addresses it resolved to (or the resolver's error) go to the debug log, so the
+answers cannot map internal DNS names behind a wildcard allowlist.
+
 The ``httpx.AsyncClient`` is injected; make it with ``create_fetch_client`` (no proxies from
 the environment, no redirects, no cookies) and keep it for remote media only.
 """
@@ -21,6 +25,7 @@ the environment, no redirects, no cookies) and keep it for remote media only.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -31,6 +36,8 @@ import httpx
 
 from gateway.errors import InvalidMedia
 from gateway.media.settings import MediaSettings
+
+log = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 FetchKind = Literal["image", "video"]
@@ -168,6 +175,11 @@ class _Job:
         )
 
 
+def _not_public(host: str, job: _Job) -> InvalidMedia:
+    """The one refusal of a host that does not resolve, or not to public addresses only."""
+    return job.forbidden(f"Host {host!r} does not resolve to a public address.")
+
+
 class RemoteMediaFetcher:
     """Fetches the bytes of an allowlisted, public http(s) image or video URL (see module doc).
 
@@ -238,9 +250,8 @@ class RemoteMediaFetcher:
         addresses = await self._addresses(host, url.port or _DEFAULT_PORTS[url.scheme], job)
         refused = [str(address) for address in addresses if not self._policy.allows(address)]
         if refused or not addresses:
-            raise job.forbidden(
-                f"Host {host!r} resolves to a non-public address ({', '.join(refused)})."
-            )
+            log.debug("refused %s host %r: it resolves to %s", job.kind, host, refused or "nothing")
+            raise _not_public(host, job)
         return addresses[0]
 
     async def _addresses(self, host: str, port: int, job: _Job) -> list[IPAddress]:
@@ -251,7 +262,8 @@ class RemoteMediaFetcher:
         try:
             return await self._resolver.resolve(host, port)
         except OSError as exc:
-            raise job.failed(f"Host {host!r} could not be resolved.") from exc
+            log.debug("refused %s host %r: it does not resolve (%s)", job.kind, host, exc)
+            raise _not_public(host, job) from exc
 
     async def _get(
         self, url: httpx.URL, address: IPAddress, job: _Job

@@ -5,9 +5,11 @@ on Redis's clock (``TIME``), so every gateway replica sees the same windows and
 no two admissions can both take the last slot. redis-py's ``register_script``
 sends them with ``EVALSHA`` and loads them again after a Redis restart.
 
-Every call is bounded by ``QuotaSettings.timeout``. When Redis is slow or down,
-``admit`` follows the declared policy: fail-closed raises
-``QuotaBackendUnavailable`` (503); fail-open admits the request untracked.
+Every call is bounded by ``QuotaSettings.timeout`` and goes through the backend's
+``CircuitBreaker`` (``gateway.quotas.breaker``): after a run of failures, calls fail at
+once until a probe finds Redis again. When Redis is slow or down, ``admit`` follows the
+declared policy: fail-closed raises ``QuotaBackendUnavailable`` (503, ``Retry-After``
+the time until the breaker lets a call through); fail-open admits the request untracked.
 ``renew``, ``settle`` and ``release`` never raise for an unreachable Redis: the
 response is already under way, the lease expires on its own, and an unsettled
 reservation only over-counts (it stays at the reserved estimate).
@@ -28,7 +30,8 @@ from importlib import resources
 from redis.asyncio import Redis
 
 from gateway.errors import QuotaBackendUnavailable
-from gateway.quotas.client import BACKEND_ERRORS, bounded
+from gateway.quotas.breaker import CircuitBreaker
+from gateway.quotas.client import BACKEND_ERRORS
 from gateway.quotas.keys import ScopeKeys, scope_for
 from gateway.quotas.protocol import Admission, ApiKey
 from gateway.quotas.settings import QuotaSettings
@@ -69,9 +72,12 @@ class DayCharge:
 class RedisQuotaGate:
     """Requests, tokens and concurrency per key, held exactly across replicas; a ``QuotaGate``."""
 
-    def __init__(self, redis: Redis, settings: QuotaSettings) -> None:
+    def __init__(
+        self, redis: Redis, settings: QuotaSettings, breaker: CircuitBreaker | None = None
+    ) -> None:
         self._redis = redis
         self._settings = settings
+        self.breaker = breaker or CircuitBreaker.from_settings(settings)
         self._admit = redis.register_script(load_script("admit.lua"))
         self._renew = redis.register_script(load_script("renew.lua"))
         self._settle = redis.register_script(load_script("settle.lua"))
@@ -80,6 +86,9 @@ class RedisQuotaGate:
 
     def _keys(self, scope: str) -> ScopeKeys:
         return ScopeKeys(self._settings.key_prefix, scope)
+
+    def _unavailable(self) -> QuotaBackendUnavailable:
+        return self.breaker.unavailable("The quota backend is unavailable.")
 
     def _note(self, reachable: bool, exc: BaseException | None = None) -> None:
         """Log once when Redis stops answering and once when it answers again."""
@@ -109,11 +118,12 @@ class RedisQuotaGate:
             _us(s.concurrency_retry_after),
         ]
         try:
-            reply = await bounded(self._admit(keys=self._keys(scope).admit, args=args), s.timeout)
+            call = self._admit(keys=self._keys(scope).admit, args=args)
+            reply = await self.breaker.call(call, s.timeout)
         except BACKEND_ERRORS as exc:
             self._note(False, exc)
             if not s.fail_open:
-                raise QuotaBackendUnavailable("The quota backend is unavailable.") from exc
+                raise self._unavailable() from exc
             return Admission(key.key_id, model, "", reserve, scope=scope, tracked=False)
         self._note(True)
         verdict = Verdict.from_reply(reply)
@@ -138,7 +148,9 @@ class RedisQuotaGate:
         keys = self._keys(admission.scope).renew
         args: list[str | int] = [admission.lease_id, _us(self._settings.lease_ttl)]
         try:
-            renewed = await bounded(self._renew(keys=keys, args=args), self._settings.timeout)
+            renewed = await self.breaker.call(
+                self._renew(keys=keys, args=args), self._settings.timeout
+            )
         except BACKEND_ERRORS as exc:
             self._note(False, exc)
             return
@@ -160,7 +172,7 @@ class RedisQuotaGate:
         keys = self._keys(admission.scope).settle
         args: list[str | int] = [admission.lease_id, used, admission.reserved_tokens, admission.day]
         try:
-            await bounded(self._settle(keys=keys, args=args), self._settings.timeout)
+            await self.breaker.call(self._settle(keys=keys, args=args), self._settings.timeout)
         except BACKEND_ERRORS as exc:
             self._note(False, exc)
             logger.warning("could not settle an admission of %s", admission.key_id)
@@ -200,18 +212,20 @@ class RedisQuotaGate:
 
     async def _charge_call(self, keys: list[str], args: list[int]) -> DayCharge:
         try:
-            reply = await bounded(self._charge(keys=keys, args=args), self._settings.timeout)
+            reply = await self.breaker.call(
+                self._charge(keys=keys, args=args), self._settings.timeout
+            )
         except BACKEND_ERRORS as exc:
             self._note(False, exc)
-            raise QuotaBackendUnavailable("The quota backend is unavailable.") from exc
+            raise self._unavailable() from exc
         self._note(True)
         used, remaining, reset_us, charged = (int(v) for v in reply)
         return DayCharge(used, None if remaining < 0 else remaining, reset_us / 1_000_000, charged)
 
     async def healthy(self) -> bool:
-        """Whether Redis answers a PING within the timeout."""
+        """Whether Redis answers a PING within the timeout (an open breaker: no)."""
         try:
-            await bounded(self._redis.ping(), self._settings.timeout)
+            await self.breaker.call(self._redis.ping(), self._settings.timeout)
         except BACKEND_ERRORS as exc:
             self._note(False, exc)
             return False

@@ -1,4 +1,4 @@
-"""Settings for API keys and quotas: the Redis connection, its timeouts and the failure policy."""
+"""Settings for API keys and quotas: the Redis connection, deadlines, breaker and policy."""
 
 from __future__ import annotations
 
@@ -27,10 +27,24 @@ class QuotaSettings(BaseModel):
     )
     key_prefix: str = Field(default="gs:", description="Prefix of every Redis key written.")
     timeout: float = Field(
-        default=0.25, gt=0, description="Seconds one key lookup or quota call may take in all."
+        default=1.0,
+        gt=0,
+        description="Seconds one key lookup or quota call may take in all: long enough for "
+        "a Redis that answers late on busy cores (an outage is cut short by the breaker).",
     )
     connect_timeout: float = Field(
-        default=0.25, gt=0, description="Seconds to open a Redis connection."
+        default=0.5, gt=0, description="Seconds to open a Redis connection."
+    )
+    breaker_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Quota calls failing in a row that open the circuit breaker: until it "
+        "closes, calls fail at once by the failure policy.",
+    )
+    breaker_cooldown: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds the breaker stays open before one call probes Redis again.",
     )
     max_connections: int = Field(
         default=64, ge=1, description="Redis connections per gateway process."
@@ -55,7 +69,8 @@ class QuotaSettings(BaseModel):
     default_max_tokens: int = Field(
         default=1024,
         ge=1,
-        description="Completion tokens reserved when a request sets no max_tokens.",
+        description="Completion cap of a request that sets no max_tokens: sent to the "
+        "engine and reserved (completions: at most 16, the API's default).",
     )
     concurrency_retry_after: float = Field(
         default=1.0,

@@ -39,7 +39,8 @@ from redis.exceptions import WatchError
 
 from gateway.errors import AuthenticationFailed, NotFound, QuotaBackendUnavailable
 from gateway.quotas import records
-from gateway.quotas.client import BACKEND_ERRORS, bounded
+from gateway.quotas.breaker import CircuitBreaker
+from gateway.quotas.client import BACKEND_ERRORS
 from gateway.quotas.protocol import ApiKey, Limits
 from gateway.quotas.settings import QuotaSettings
 
@@ -99,9 +100,11 @@ class RedisKeyStore:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._redis = redis
         self._settings = settings
+        self._breaker = breaker or CircuitBreaker.from_settings(settings)
         self._clock = clock
         self._stale = _StaleKeys(settings.stale_key_seconds, monotonic)
         self._base = f"{settings.key_prefix}{{keys}}:"
@@ -118,11 +121,11 @@ class RedisKeyStore:
 
     async def _call(self, call: Any) -> Any:
         try:
-            return await bounded(call, self._settings.timeout)
+            return await self._breaker.call(call, self._settings.timeout)
         except WatchError:
             raise
         except BACKEND_ERRORS as exc:
-            raise QuotaBackendUnavailable("The key store is unavailable.") from exc
+            raise self._breaker.unavailable("The key store is unavailable.") from exc
 
     async def authenticate(self, secret: str) -> ApiKey:
         """The key for a presented secret; ``AuthenticationFailed`` if unknown or revoked."""
@@ -130,7 +133,8 @@ class RedisKeyStore:
             raise AuthenticationFailed(_INVALID)
         digest = secret_hash(secret)
         try:
-            raw = await bounded(self._redis.get(self._record(digest)), self._settings.timeout)
+            call = self._redis.get(self._record(digest))
+            raw = await self._breaker.call(call, self._settings.timeout)
         except BACKEND_ERRORS as exc:
             return self._while_unreachable(digest, exc)
         key = None if raw is None else records.loads(raw)
@@ -145,7 +149,7 @@ class RedisKeyStore:
         key = self._stale.recall(digest) if self._settings.fail_open else None
         if key is None:
             logger.warning("key store unreachable: %s", type(exc).__name__)
-            raise QuotaBackendUnavailable("The key store is unavailable.") from exc
+            raise self._breaker.unavailable("The key store is unavailable.") from exc
         return key
 
     async def is_filed(self, secret: str) -> bool:

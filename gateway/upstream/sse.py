@@ -38,7 +38,10 @@ def error_event(exc: GatewayError) -> bytes:
 
 @dataclass
 class StreamTally:
-    """What a stream carried: content chunks, the last usage seen, how it ended."""
+    """What a stream carried: content chunks, the last usage seen, how it ended.
+
+    ``gateway.accounting.streamed_tokens`` turns it into the tokens the stream is charged.
+    """
 
     include_usage: bool
     continuous_usage: bool = False
@@ -67,12 +70,6 @@ class StreamTally:
                 return json.dumps({k: v for k, v in chunk.items() if k != "usage"})
             return data
         return data if self.include_usage or "usage" not in chunk else None
-
-    def used_tokens(self, prompt_estimate: int) -> int:
-        """Real usage when the upstream sent it, else the prompt estimate plus one per chunk."""
-        if self.usage and isinstance(self.usage.get("total_tokens"), int):
-            return int(self.usage["total_tokens"])
-        return prompt_estimate + self.chunks
 
 
 async def _lines(response: aiohttp.ClientResponse) -> AsyncGenerator[str, None]:

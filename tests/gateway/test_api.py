@@ -199,8 +199,14 @@ def test_health_ready_metrics(http: httpx.Client) -> None:
     assert http.get("/healthz").json() == {"status": "ok"}
     ready = http.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"upstream": True, "quota": True}
-    assert "gateway_routed_requests_total" in http.get("/metrics").text
+    checks = ready.json()["checks"]
+    assert (checks["upstream"], checks["quota"], checks["down"]) == (True, True, {})
+    assert checks["required_capabilities"] == {"text": True}
+    assert checks["capabilities"]["audio"] is True
+    metrics = http.get("/metrics").text
+    assert "gateway_routed_requests_total" in metrics
+    assert 'gateway_capability_up{capability="vision"} 1.0' in metrics
+    assert "gateway_quota_backend_up 1.0" in metrics
 
 
 def test_not_ready_without_upstream() -> None:

@@ -289,4 +289,8 @@ def test_redis_outage_fails_open_for_recently_seen_keys(
             assert answer.status_code == 200
         unknown = http.post("/v1/chat/completions", json=CHAT, headers=bearer("gsk-" + "y" * 43))
         assert unknown.status_code == 503
-        assert http.get("/readyz").status_code == 503
+        ready = http.get("/readyz")  # fail-open: still in the Service, saying what is down
+        assert ready.status_code == 200
+        assert ready.json()["checks"]["quota"] is False
+        gauge = "gateway_quota_backend_up 0.0"
+        assert gauge in http.get("/metrics").text

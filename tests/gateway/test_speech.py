@@ -84,7 +84,7 @@ def test_an_audio_variant_is_served_through_chat(openai_client: OpenAI, stub: St
     assert instruction(body) == "Transcribe this audio into German:"
     assert body["chat_template_kwargs"] == {"enable_thinking": False}
     assert body["temperature"] == 0.0
-    assert "max_completion_tokens" not in body
+    assert body["max_completion_tokens"] == 1024  # the default cap, reserved and sent
     assert "stream" not in body
 
 

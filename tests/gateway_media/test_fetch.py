@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import quote
 
@@ -104,7 +105,7 @@ async def test_allowlisted_name_resolving_to_loopback_is_refused(server, client)
     fetcher = RemoteMediaFetcher(settings(remote_image_hosts=["localhost"]), client)
     error = await refused(fetcher, server.url("/image.png", "localhost"))
     assert error.code == "image_url_forbidden"
-    assert "non-public" in error.message
+    assert error.message == "Host 'localhost' does not resolve to a public address."
     assert server.hits == []
 
 
@@ -139,7 +140,7 @@ async def test_redirect_to_an_allowlisted_host_with_a_private_address_is_refused
         pinned_fetcher(client), server.url(f"/redirect?to={target}", "images.test")
     )
     assert error.code == "image_url_forbidden"
-    assert "10.0.0.7" in error.message
+    assert error.message == "Host 'internal.test' does not resolve to a public address."
     assert len(server.hits) == 1
 
 
@@ -195,14 +196,28 @@ async def test_host_with_any_private_address_is_refused(server, client):
     resolver = TableResolver({"images.test": ["127.0.0.1", "192.168.1.5"]})
     error = await refused(pinned_fetcher(client, resolver), server.url("/image.png", "images.test"))
     assert error.code == "image_url_forbidden"
+    assert "192.168" not in error.message
     assert server.hits == []
 
 
-async def test_unresolvable_host_fails(client):
+async def test_unresolvable_host_is_refused_like_a_private_one(client):
     error = await refused(pinned_fetcher(client), "http://images.test.invalid/x.png")
     assert error.code == "image_url_forbidden"
-    fetcher = pinned_fetcher(client, TableResolver({}))
-    assert (await refused(fetcher, "http://images.test/x.png")).code == "image_fetch_failed"
+    fetcher = pinned_fetcher(client, TableResolver({"internal.test": ["10.0.0.7"]}))
+    missing = await refused(fetcher, "http://images.test/x.png")
+    private = await refused(fetcher, "http://internal.test/x.png")
+    assert (missing.code, private.code) == ("image_url_forbidden", "image_url_forbidden")
+    assert missing.message.replace("images.test", "internal.test") == private.message
+
+
+async def test_resolved_addresses_go_to_the_debug_log_only(client, caplog):
+    resolver = TableResolver({"db.corp.test": ["10.1.2.3"]})
+    fetcher = pinned_fetcher(client, resolver, remote_image_hosts=["*.corp.test"])
+    with caplog.at_level(logging.DEBUG, logger="gateway.media.fetch"):
+        error = await refused(fetcher, "http://db.corp.test/x.png")
+    assert "10.1.2.3" not in error.message
+    assert "db.corp.test" in error.message
+    assert any("10.1.2.3" in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ tokens generated before the cancel reached the engine.
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,9 +17,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from gateway import accounting
 from gateway.app import create_app
+from gateway.routing import chat_needs
 from gateway.settings import GatewaySettings
-from serving.runner import LocalServing
+from gateway.speech.chat import CHAT_PATH
+from serving.runner import LocalServing, unfinished_requests
 from tests.integration.conftest import TEXT_MODEL
 from tests.support.servers import serve_in_thread
 from tests.support.shared_redis import SHARED_REDIS_URL, delete_prefix
@@ -155,3 +159,45 @@ def test_serve_reports_usage_on_every_stream_chunk_when_asked(serve_stack: Local
     assert len(counts) >= 2
     assert counts == sorted(counts)
     assert counts[-1] >= 1
+
+
+def test_an_abandoned_non_streamed_chat_stops_in_the_engine_and_is_settled(
+    gateway: httpx.Client,
+) -> None:
+    """A client that gives up on a long answer after 1 s: the engine aborts it within 1 s,
+    the key's concurrency slot is free again and it is charged its reservation."""
+    created = gateway.post(
+        "/admin/keys",
+        json={"tenant": "quota-e2e", "limits": {"tokens_per_minute": TPM, "max_concurrent": 1}},
+        headers={"authorization": f"Bearer {ADMIN}"},
+    )
+    key = {"authorization": f"Bearer {created.json()['key']}"}
+    before = _probe(gateway, key)
+    body = {"model": TEXT_MODEL, "messages": PROMPT, "max_tokens": 1500, "ignore_eos": True}
+    gave_up: list[BaseException] = []
+
+    def give_up_after_one_second() -> None:
+        timeout = httpx.Timeout(300, read=1.0)
+        try:
+            httpx.post(
+                f"{gateway.base_url}v1/chat/completions", json=body, headers=key, timeout=timeout
+            )
+        except httpx.ReadTimeout as exc:  # the client closes its connection
+            gave_up.append(exc)
+
+    client = threading.Thread(target=give_up_after_one_second)
+    client.start()
+    deadline = time.monotonic() + 30
+    while unfinished_requests(TEXT_MODEL) == 0:
+        assert time.monotonic() < deadline, "the engine never took the request"
+        time.sleep(0.05)
+    client.join()
+    assert gave_up, "the answer came before the client gave up"
+    left = time.monotonic()
+    while unfinished_requests(TEXT_MODEL) > 0:
+        assert time.monotonic() - left < 1.0, "the engine kept generating the abandoned answer"
+        time.sleep(0.05)
+    after = _probe(gateway, key)  # admitted at once: the one concurrency slot is free
+    needs = chat_needs(body)
+    reserved = accounting.reservation(needs, accounting.budget(CHAT_PATH, needs, 1024))
+    assert _charged_between(before, after) == reserved

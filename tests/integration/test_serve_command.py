@@ -3,7 +3,8 @@
 The command runs as a user runs it, on the cpu-text profile (the 270M alone): its terminal
 shows a few progress lines, the Serve and gateway URLs and the development key, while
 Ray's and vLLM's output goes to the log file it names. The key it prints is accepted by
-the gateway it started, and SIGINT (Ctrl-C) stops everything within seconds.
+the gateway it started, and SIGINT (Ctrl-C) stops everything within seconds. Before
+that, on the same stack, the engine core is killed and comes back.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from openai import OpenAI
@@ -40,14 +43,17 @@ def _home(tmp_path: Path) -> Path:
     return home
 
 
-@pytest.fixture
-def serve_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[str], int]]:
+@pytest.fixture(scope="module")
+def serve_process(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[subprocess.Popen[str], list[str], int]]:
+    """One ``serve`` for the module: the engine-death test runs on it, then the Ctrl-C one."""
     redis = RedisServer()
     redis.start()
     gateway_port = free_port()
     env = {
         **os.environ,
-        "GEMMA_SERVING_HOME": str(_home(tmp_path)),
+        "GEMMA_SERVING_HOME": str(_home(tmp_path_factory.mktemp("serve"))),
         "GATEWAY_PORT": str(gateway_port),
         "GATEWAY_QUOTA__REDIS_URL": redis.url,
     }
@@ -74,6 +80,109 @@ def serve_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], list[
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         redis.stop()
+
+
+LONG = {
+    "model": "auto",
+    "messages": [{"role": "user", "content": "Tell a long story."}],
+    "max_tokens": 3000,
+    "ignore_eos": True,
+}
+
+
+def test_a_killed_engine_fails_fast_drops_readiness_and_comes_back(
+    serve_process: tuple[subprocess.Popen[str], list[str], int],
+) -> None:
+    """SIGKILL of the engine core during a stream and a non-streamed request: both clients
+    are answered within 5 s, every request while the replica restarts is answered at once
+    (503 with Retry-After), ``/readyz`` says text is down, and the same gateway serves
+    again once Serve has replaced the replica."""
+    process, lines, gateway_port = serve_process
+    key = re.search(r"^API key: +(gsk-\S+)", "\n".join(lines), re.M)
+    assert key, lines
+    headers = {"authorization": f"Bearer {key.group(1)}"}
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{gateway_port}", headers=headers, timeout=120
+    ) as http:
+        assert http.get("/readyz").status_code == 200
+        killed, answered = _kill_during_requests(http, process.pid)
+        for kind, (at, last) in answered.items():
+            assert at - killed < 5, (kind, at - killed, last)
+        assert answered["json"][1].startswith(("500", "502", "503")), answered
+        assert '"error"' in answered["stream"][1] or "[DONE]" in answered["stream"][1]
+
+        while (ready := http.get("/readyz")).status_code == 200:
+            assert time.monotonic() - killed < 5, "readiness did not drop within 5 s"
+            time.sleep(0.1)
+        assert ready.json()["checks"]["capabilities"]["text"] is False
+
+        served = _until_served(http, killed)
+        assert served.json()["model"] == "gemma-3-270m"
+        deadline = time.monotonic() + 10
+        while http.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "readiness did not come back"
+            time.sleep(0.2)
+    assert process.poll() is None  # the same gateway throughout
+
+
+def _kill_during_requests(
+    http: httpx.Client, serve_pid: int
+) -> tuple[float, dict[str, tuple[float, str]]]:
+    """Kill the engine core while a stream and a non-streamed request are generating;
+    when it was killed, and when and how each client was answered."""
+    answered: dict[str, tuple[float, str]] = {}
+    started = threading.Event()
+
+    def non_streamed() -> None:
+        answer = http.post("/v1/chat/completions", json=LONG)
+        answered["json"] = (time.monotonic(), f"{answer.status_code} {answer.text[:200]}")
+
+    def streamed() -> None:
+        last = ""
+        with http.stream("POST", "/v1/chat/completions", json={**LONG, "stream": True}) as s:
+            for line in s.iter_lines():
+                last = line or last
+                started.set()
+        answered["stream"] = (time.monotonic(), last)
+
+    clients = [threading.Thread(target=non_streamed), threading.Thread(target=streamed)]
+    for client in clients:
+        client.start()
+    assert started.wait(60), "the stream never began"
+    time.sleep(1.0)  # the non-streamed request is generating by now
+    _engine_core(serve_pid).send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    for client in clients:
+        client.join(timeout=30)
+    assert set(answered) == {"json", "stream"}, answered
+    return killed, answered
+
+
+def _until_served(http: httpx.Client, killed: float) -> httpx.Response:
+    """Ask every second until the engine answers; each refusal must come at once."""
+    short = {**LONG, "max_tokens": 4, "ignore_eos": False}
+    while time.monotonic() - killed < 600:
+        asked = time.monotonic()
+        answer = http.post("/v1/chat/completions", json=short)
+        waited = time.monotonic() - asked
+        if answer.status_code == 200:
+            return answer
+        assert answer.status_code == 503, answer.text
+        assert "retry-after" in answer.headers
+        assert waited < 5, f"waited {waited:.1f} s on a restarting engine"
+        time.sleep(1.0)
+    raise AssertionError("the engine never came back")
+
+
+def _engine_core(serve_pid: int) -> psutil.Process:
+    """The vLLM engine core process under ``serve`` (vLLM names it ``VLLM::EngineCore``)."""
+    for child in psutil.Process(serve_pid).children(recursive=True):
+        try:
+            if "EngineCore" in child.name() or "EngineCore" in " ".join(child.cmdline()):
+                return child
+        except psutil.NoSuchProcess:
+            continue
+    raise AssertionError("no vLLM engine core process found under serve")
 
 
 def test_serve_prints_progress_urls_and_key_and_keeps_engine_logs_in_a_file(

@@ -5,8 +5,10 @@ text model with a LoRA adapter, a vision model, an audio model with ``transcript
 chat and text completions (streamed with a usage chunk, or not, and with usage on every
 chunk when ``stream_options.continuous_usage_stats`` asks) with a fixed answer, and audio
 transcriptions (like Ray Serve LLM's ingress, no translations route). Knobs on
-``stub.knobs`` make it fail a stream after N chunks, slow a stream down, or answer 503
-for chosen models; ``stub.requests`` records each received body (``stub.headers`` its
+``stub.knobs`` make it fail a stream after N chunks, slow a stream down, answer 503
+for chosen models, or never answer their non-streamed requests (until the caller hangs
+up, which is recorded in ``stub.cancelled``); a card's ``metadata.health`` says whether
+its engine answers, as the serving application's does; ``stub.requests`` records each received body (``stub.headers`` its
 request headers, ``stub.peers`` the address it came from), ``stub.reported`` each
 per-chunk usage sent and ``stub.cancelled`` each stream the caller abandoned. With
 ``knobs.reasoning`` set, chat answers think first, as vLLM's reasoning parser returns it:
@@ -99,6 +101,7 @@ class Knobs:
     chunks: int = 5
     after_done_delay: float = 0.0  # before the body's end, as a server's last write may lag
     unavailable: set[str] = field(default_factory=set)
+    hang: set[str] = field(default_factory=set)  # non-streamed answers that never come
     reasoning: list[str] = field(default_factory=list)  # chat thinking pieces, one token each
     reasoning_field: str = "reasoning"
 
@@ -201,6 +204,8 @@ class StubUpstream(AbstractContextManager["StubUpstream"]):
             self.peers.append((request.client.host, request.client.port))
         if (refused := self._unavailable(body["model"])) is not None:
             return refused
+        if body["model"] in self.knobs.hang and not body.get("stream"):
+            return await self._hang(request, body["model"])
         if body.get("stream"):
             return StreamingResponse(self._stream(body, kind), media_type="text/event-stream")
         choice = _choice(kind, ANSWER)
@@ -215,6 +220,14 @@ class StubUpstream(AbstractContextManager["StubUpstream"]):
             "usage": self._final_usage(kind),
         }
 
+    async def _hang(self, request: Request, model: str) -> Any:
+        """Generate until the caller hangs up, as vLLM does (it aborts on disconnect)."""
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        self.cancelled.append(model)
+        self.cancelled_event.set()
+        return PlainTextResponse("", status_code=499)
+
     async def _audio(self, request: Request) -> Any:
         form = await request.form()
         model = str(form.get("model"))
@@ -227,6 +240,8 @@ class StubUpstream(AbstractContextManager["StubUpstream"]):
             self.uploads.append(await upload.read())
         if (refused := self._unavailable(model)) is not None:
             return refused
+        if model in self.knobs.hang:
+            return await self._hang(request, model)
         if form.get("response_format") == "text":
             return PlainTextResponse(TRANSCRIPT)
         return {"text": TRANSCRIPT, "usage": {"type": "duration", "seconds": 2}}

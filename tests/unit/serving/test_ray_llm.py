@@ -107,16 +107,63 @@ def test_static_lora_loader_resolves_served_adapters(catalog: Catalog) -> None:
     assert "gemma-3-270m:tiny-lora" in str(caught.value.detail)
 
 
-def ingress(catalog: Catalog, profile: str) -> GemmaIngress:
+class Health:
+    """A deployment handle's ``check_health`` method: answers, raises, or never answers."""
+
+    def __init__(self, outcome: str) -> None:
+        self.outcome = outcome
+        self.cancelled = False
+
+    def remote(self) -> Health:
+        return self
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __await__(self) -> Any:
+        if self.outcome == "hang":
+            yield from asyncio.sleep(3600).__await__()
+        if self.outcome == "dead":
+            raise RuntimeError("EngineDeadError")
+        return None
+
+
+class Engine:
+    """A stand-in for an LLMServer deployment handle: only its health check is called."""
+
+    def __init__(self, outcome: str = "up") -> None:
+        self.check_health = Health(outcome)
+
+
+def ingress(catalog: Catalog, profile: str, health: dict[str, str] | None = None) -> GemmaIngress:
     args = serving_args(AppArgs(profile=profile, catalog=catalog, models_home=HOME))
     configs = [LLMConfig.model_validate(c) for c in args["llm_configs"]]
-    kwargs: dict[str, Any] = args["ingress_cls_config"]["ingress_extra_kwargs"]
+    kwargs: dict[str, Any] = {
+        **args["ingress_cls_config"]["ingress_extra_kwargs"],
+        "health_timeout_s": 0.2,
+    }
+    outcomes = health or {}
     return GemmaIngress(
-        {c.model_id: object() for c in configs},  # handles are not called by /v1/models
+        {c.model_id: Engine(outcomes.get(c.model_id, "up")) for c in configs},
         {c.model_id: to_model_metadata(c.model_id, c) for c in configs},
         lora_paths={},
         **kwargs,
     )
+
+
+def test_models_list_says_which_engines_answer(catalog: Catalog) -> None:
+    app = ingress(catalog, "cpu-dev", {"gemma-3-270m": "dead", "tiny-random-gemma-4": "hang"})
+    cards = {card.id: card.metadata for card in asyncio.run(app.models()).data}
+    assert cards["gemma-3-270m"]["health"] == {"status": "down", "reason": "RuntimeError"}
+    assert cards["gemma-3-270m:tiny-lora"]["health"] == cards["gemma-3-270m"]["health"]
+    assert cards["tiny-random-gemma-4"]["health"] == {
+        "status": "down",
+        "reason": "no replica answered within 0.2s",
+    }
+    healthy = {
+        card.id: card.metadata for card in asyncio.run(ingress(catalog, "cpu-dev").models()).data
+    }
+    assert {c["health"]["status"] for c in healthy.values()} == {"up"}
 
 
 def test_models_list_carries_capabilities_and_adapter_ids(catalog: Catalog) -> None:

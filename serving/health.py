@@ -1,0 +1,44 @@
+"""Whether each engine deployment answers now: its replica's health check, bounded in time.
+
+``LLMServer.check_health`` raises once vLLM's engine core has died (``EngineDeadError``),
+and a deployment whose replicas are all dead or restarting has no replica to take the
+call, so Serve's router holds it: both read as *down* here, the second once
+``timeout_s`` has passed. An engine deployment takes any number of requests at once
+(Ray Serve LLM's ``max_ongoing_requests`` is unbounded by default), so a busy engine
+still answers its health check at once.
+
+Each result is ``{"status": "up"}`` or ``{"status": "down", "reason": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ray.serve.handle import DeploymentHandle
+
+UP = {"status": "up"}
+
+
+async def check(handle: DeploymentHandle, timeout_s: float) -> dict[str, str]:
+    """One engine's health; never raises."""
+    response = handle.check_health.remote()
+    try:
+        await asyncio.wait_for(response, timeout_s)
+    except TimeoutError:
+        response.cancel()
+        return {"status": "down", "reason": f"no replica answered within {timeout_s:g}s"}
+    except Exception as exc:  # the replica said its engine is dead, or the call failed
+        return {"status": "down", "reason": type(exc).__name__}
+    return dict(UP)
+
+
+async def engine_health(
+    engines: Mapping[str, DeploymentHandle], *, timeout_s: float
+) -> dict[str, dict[str, str]]:
+    """Every engine's health, checked concurrently."""
+    ids = list(engines)
+    results = await asyncio.gather(*(check(engines[i], timeout_s) for i in ids))
+    return dict(zip(ids, results, strict=True))
