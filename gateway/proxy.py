@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,7 +39,7 @@ from opentelemetry import trace
 
 from gateway import accounting, auth
 from gateway.dispatch import Dispatcher, Exchange, Send
-from gateway.errors import UpstreamUnavailable
+from gateway.errors import ClientDisconnected, UpstreamUnavailable
 from gateway.media.validator import MediaValidator
 from gateway.metrics import GatewayMetrics
 from gateway.model_info import ModelInfo
@@ -111,6 +112,17 @@ class Proxy:
             span.set_attribute(spans.CANDIDATES, [m.id for m in candidates])
         return key, replace(found, candidates=candidates)
 
+    @asynccontextmanager
+    async def _abandonable(self, request: Request) -> AsyncIterator[None]:
+        """``abandoned_on_disconnect``, counting the clients that leave before an answer."""
+        try:
+            async with abandoned_on_disconnect(request.receive):
+                yield
+        except ClientDisconnected:
+            waited_on = getattr(request.state, "trying", request_facts(request).model)
+            self.metrics.client_disconnects.labels(waited_on).inc()
+            raise
+
     def _up(self, candidates: tuple[ModelInfo, ...]) -> tuple[ModelInfo, ...]:
         """The candidates whose engine is up; 503 when every one is down."""
         down = self.registry.down()
@@ -138,8 +150,13 @@ class Proxy:
             if stream
             else self.settings.upstream_first_byte_timeout
         )
+
+        async def trying(model: ModelInfo) -> aiohttp.ClientResponse:
+            request.state.trying = model.id  # the model a client that leaves was waiting on
+            return await send(model)
+
         exchange = await self.dispatcher.open(
-            found, key, reserve=reserve, send=send, first_byte=first_byte
+            found, key, reserve=reserve, send=trying, first_byte=first_byte
         )
         request_facts(request).model = exchange.model.id
         trace.get_current_span().set_attribute(spans.RESPONSE_MODEL, exchange.model.id)
@@ -172,7 +189,7 @@ class Proxy:
             return await self.client.send("POST", path, json={**body, "model": model.id})
 
         reserve = accounting.reservation(needs, cap)
-        async with abandoned_on_disconnect(request.receive):
+        async with self._abandonable(request):
             exchange = await self._open(request, found, key, reserve, send, stream=stream)
             if not stream or exchange.response.status != 200:
                 return await self._answer(exchange, needs)
@@ -203,7 +220,7 @@ class Proxy:
             return await self.client.send("POST", TRANSCRIPTIONS, data=form)
 
         reserve = accounting.reservation(job.needs, cap)
-        async with abandoned_on_disconnect(request.receive):
+        async with self._abandonable(request):
             exchange = await self._open(request, found, key, reserve, send, stream=job.stream)
             if by_endpoint(exchange.model):
                 return await self._answer(exchange, job.needs)

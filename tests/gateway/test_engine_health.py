@@ -182,6 +182,7 @@ def test_an_abandoned_request_is_cancelled_upstream_and_settled_with_its_reserva
             assert time.monotonic() - started < 1.0 + 1.0  # gone upstream within 1 s
             stub.knobs.hang = set()
             following = _until_admitted(http, key["key"])
+            assert metric(http, "gateway_client_disconnects_total", served=model) == 1
     used = first.json()["usage"]["total_tokens"]
     reserved = _reservation(kind)
     # Both ``first`` and ``following`` reserved the same, so the difference is what

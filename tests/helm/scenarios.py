@@ -6,7 +6,11 @@ from typing import Any
 
 EVERYTHING_ON: dict[str, Any] = {
     "imagePullSecrets": ["registry-credentials"],
-    "gateway": {"routing": {"fallbackNamedModels": True}, "batchApi": {"enabled": True}},
+    "gateway": {
+        "routing": {"fallbackNamedModels": True},
+        "batchApi": {"enabled": True},
+        "probes": {"readyCapabilities": ["text", "vision"]},
+    },
     "serving": {"huggingface": {"tokenSecret": {"name": "hf-token"}}},
     "redis": {"auth": {"existingSecret": "redis-auth"}},
     "observability": {

@@ -107,6 +107,9 @@ def test_the_gateway_reads_every_variable_the_chart_sets(
     assert settings.quota.redis_url == redis_url
     assert settings.quota.redis_url.startswith("redis://")
     assert settings.batches.enabled is (values is EVERYTHING_ON)
+    assert settings.ready_capabilities == (
+        ["text", "vision"] if values is EVERYTHING_ON else ["text"]
+    )
 
 
 def test_upstream_is_the_rayservice_serve_service() -> None:

@@ -28,6 +28,8 @@ longest stream for open responses, inside terminationGracePeriodSeconds. */}}
   value: {{ $gw.limits.maxRequestBytes | int64 | quote }}
 - name: GATEWAY_FALLBACK_NAMED_MODELS
   value: {{ $gw.routing.fallbackNamedModels | quote }}
+- name: GATEWAY_READY_CAPABILITIES
+  value: {{ $gw.probes.readyCapabilities | toJson | quote }}
 {{ include "gemma-serving.gateway.batchEnv" . }}
 {{ include "gemma-serving.otelEnv" (dict "ctx" . "service" "gemma-gateway") }}
 {{- with $gw.extraEnv }}

@@ -178,6 +178,8 @@ ENTRYPOINT with the log configuration docker/ray-worker.Dockerfile writes.
 - uvicorn
 - --factory
 - gateway.app:create_app
+- --http
+- gateway.server.protocol:GatewayHttpProtocol
 - --proxy-headers
 - --no-server-header
 - --log-config
