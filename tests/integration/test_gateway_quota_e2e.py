@@ -179,9 +179,8 @@ def test_an_abandoned_non_streamed_chat_stops_in_the_engine_and_is_settled(
     def give_up_after_one_second() -> None:
         timeout = httpx.Timeout(300, read=1.0)
         try:
-            httpx.post(
-                f"{gateway.base_url}v1/chat/completions", json=body, headers=key, timeout=timeout
-            )
+            with httpx.Client(base_url=gateway.base_url, timeout=timeout) as client:
+                client.post("/v1/chat/completions", json=body, headers=key)
         except httpx.ReadTimeout as exc:  # the client closes its connection
             gave_up.append(exc)
 
