@@ -8,9 +8,10 @@ transcriptions (like Ray Serve LLM's ingress, no translations route). Knobs on
 ``stub.knobs`` make it fail a stream after N chunks, slow a stream down, answer 503
 for chosen models, or never answer their non-streamed requests (until the caller hangs
 up, which is recorded in ``stub.cancelled``); a card's ``metadata.health`` says whether
-its engine answers, as the serving application's does; ``stub.requests`` records each received body (``stub.headers`` its
-request headers, ``stub.peers`` the address it came from), ``stub.reported`` each
-per-chunk usage sent and ``stub.cancelled`` each stream the caller abandoned. With
+its engine answers, as the serving application's does. ``stub.requests`` records each
+received body (``stub.headers`` its request headers, ``stub.peers`` the address it came
+from), ``stub.reported`` each per-chunk usage sent and ``stub.cancelled`` each stream or
+request the caller abandoned. With
 ``knobs.reasoning`` set, chat answers think first, as vLLM's reasoning parser returns it:
 the thinking in ``message.reasoning`` (or ``knobs.reasoning_field``) and in stream deltas
 before the content, counted in ``completion_tokens`` (one token per piece) and in
