@@ -37,4 +37,6 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=20s \
 # uvicorn reads UVICORN_* variables; on SIGTERM it stops accepting connections and waits
 # up to UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN seconds for open streams to finish. Logs are JSON
 # lines with the request's trace id (gateway.telemetry.logs); UVICORN_LOG_LEVEL still applies.
-ENTRYPOINT ["uvicorn", "--factory", "gateway.app:create_app", "--proxy-headers", "--no-server-header", "--log-config", "/opt/venv/gateway-logging.json"]
+# Connections get the gateway's HTTP protocol: header, idle and unread-body deadlines,
+# header size and connection limit from GATEWAY_SERVER__* (gateway.server).
+ENTRYPOINT ["uvicorn", "--factory", "gateway.app:create_app", "--http", "gateway.server.protocol:GatewayHttpProtocol", "--proxy-headers", "--no-server-header", "--log-config", "/opt/venv/gateway-logging.json"]

@@ -2,10 +2,14 @@
 
 Middleware, outermost first: the OpenTelemetry ASGI middleware (server span of each
 request, honouring an incoming ``traceparent``), ``RequestMetricsMiddleware`` (counts
-every ``/v1`` answer, whatever ended it) and ``BodyLimitMiddleware`` (413 before the
-body is parsed; ``/v1/files`` bounds its uploads itself). The tracer provider is
-injected (``tracer_provider=``) or built from the ``OTEL_*`` variables, in which case
-the lifespan flushes and shuts it down.
+every ``/v1`` answer, whatever ended it), ``HeaderAuthMiddleware`` (the API key from the
+headers, 401 before any body byte is read) and ``BodyLimitMiddleware`` (413 before the
+body is parsed, the body bytes held per process and per unauthenticated client, the
+body's deadlines; ``/v1/files`` bounds its uploads itself). Below the app, the HTTP
+server's own limits (header and idle deadlines) are ``gateway.server``'s. The tracer
+provider is injected (``tracer_provider=``) or built from the ``OTEL_*`` variables, in
+which case the lifespan flushes and shuts it down.
+The OpenAPI document follows the settings (``gateway.api.openapi``).
 Error handlers: ``gateway.http_errors.install_error_handlers`` (the only place errors
 become HTTP). The lifespan opens one pooled ``aiohttp`` session to the serving
 application, the media fetch client and (with quotas on) the Redis quota backend,
@@ -26,10 +30,12 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
 from gateway.api import audio, generate, health, models
+from gateway.api.openapi import install_openapi
 from gateway.auth import AnonymousKeys, OpenGate
 from gateway.batches import routes as batch_routes
 from gateway.body_limit import BodyLimitMiddleware
 from gateway.dispatch import Dispatcher
+from gateway.header_auth import HeaderAuthMiddleware
 from gateway.http_errors import install_error_handlers
 from gateway.media.fetch import create_fetch_client
 from gateway.media.validator import MediaValidator
@@ -128,7 +134,7 @@ async def _build_state(
         retry_after=settings.upstream_retry_after,
         tracer=tracer,
     )
-    media = MediaValidator(settings.media, fetch_client)
+    media = MediaValidator(settings.media, fetch_client, metrics=metrics)
     proxy = Proxy(settings, client, registry, keys, dispatcher, media, metrics, tracer)
     return GatewayState(settings, metrics, registry, proxy, quota_healthy)
 
@@ -173,6 +179,7 @@ def create_app(
 
     app = FastAPI(title="gemma-serving gateway", lifespan=lifespan)
     install_error_handlers(app)
+    install_openapi(app, settings)
     for router in (
         generate.router,
         audio.router,
@@ -182,13 +189,17 @@ def create_app(
     ):
         app.include_router(router)
     app.add_middleware(
-        BodyLimitMiddleware,
-        max_body_bytes=settings.limits.max_body_bytes,
-        exempt_paths=(batch_routes.UPLOADS,),
+        BodyLimitMiddleware, limits=settings.limits, exempt_paths=(batch_routes.UPLOADS,)
     )
+    app.add_middleware(HeaderAuthMiddleware, keys=lambda: _state(app).proxy.keys)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     tracing.instrument_app(app, provider)
     return app
+
+
+def _state(app: FastAPI) -> GatewayState:
+    state: GatewayState = app.state.gateway
+    return state
 
 
 def create_app_from_env() -> FastAPI:

@@ -1,19 +1,23 @@
 """Who is calling: the Bearer key, and what it may use.
 
 With quotas disabled every request is the anonymous key, unlimited, through
-``OpenGate`` (a ``QuotaGate`` that admits everything and records nothing).
+``OpenGate`` (a ``QuotaGate`` that admits everything and records nothing). The key of
+an API request is authenticated from its headers before its body is read
+(``gateway.header_auth``) and kept in the request's scope; ``authenticate`` reuses it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from fastapi import Request
+from starlette.types import Scope
 
 from gateway.errors import AuthenticationFailed, PermissionDenied
 from gateway.quotas.protocol import Admission, ApiKey, KeyStore
 
 ANONYMOUS = ApiKey(key_id="anonymous", tenant="anonymous")
+STATE_KEY = "api_key"
 
 
 class AnonymousKeys:
@@ -42,9 +46,9 @@ class OpenGate:
         return True
 
 
-def bearer_secret(request: Request) -> str:
+def bearer_secret(headers: Mapping[str, str]) -> str:
     """The secret of ``Authorization: Bearer <secret>`` (401 when absent)."""
-    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    scheme, _, secret = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise AuthenticationFailed(
             "Missing API key: send 'Authorization: Bearer <key>'.",
@@ -53,10 +57,21 @@ def bearer_secret(request: Request) -> str:
     return secret.strip()
 
 
+def remember(scope: Scope, key: ApiKey) -> None:
+    """Keep the key authenticated for this request in its scope."""
+    scope.setdefault("state", {})[STATE_KEY] = key
+
+
+def remembered(scope: Scope) -> ApiKey | None:
+    """The key already authenticated for this request, if any."""
+    key = scope.get("state", {}).get(STATE_KEY)
+    return key if isinstance(key, ApiKey) else None
+
+
 async def authenticate(request: Request, keys: KeyStore) -> ApiKey:
     if isinstance(keys, AnonymousKeys):
         return ANONYMOUS
-    return await keys.authenticate(bearer_secret(request))
+    return remembered(request.scope) or await keys.authenticate(bearer_secret(request.headers))
 
 
 def check_capabilities(key: ApiKey, capabilities: Iterable[str]) -> None:

@@ -1,9 +1,14 @@
-"""A pure-ASGI middleware refusing request bodies over ``max_body_bytes`` with 413.
+"""A pure-ASGI middleware receiving request bodies within their size, memory and time limits.
 
-A declared ``Content-Length`` over the limit is refused before anything is read;
-a body without one (chunked) is counted as it arrives and refused once it passes
-the limit. Counted bodies are buffered (at most the limit) and replayed to the app.
-Paths in ``exempt_paths`` (file uploads) bound and stream their bodies themselves.
+A declared ``Content-Length`` over ``max_body_bytes`` is refused with 413 before
+anything is read; a body without one (chunked) is counted as it arrives and refused once
+it passes the limit. The bytes are taken from the process's ``BodyBudget`` (a declared
+length at once, else chunk by chunk; per client address too for a request without an
+authenticated key, see ``gateway.header_auth``) and given back when the request ends:
+past it, 503 or 429. A body later than its ``BodyDeadlines`` is a 408 that closes the
+connection. Counted bodies are buffered (at most the limit) and replayed to the app.
+Paths in ``exempt_paths`` (file uploads) bound and stream their bodies themselves,
+within the same deadlines.
 """
 
 from __future__ import annotations
@@ -12,45 +17,80 @@ from collections.abc import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import PayloadTooLarge
+from gateway import auth
+from gateway.body_budget import BodyBudget, Hold
+from gateway.body_deadlines import BodyDeadlines
+from gateway.errors import GatewayError, PayloadTooLarge
 from gateway.http_errors import gateway_error_response
+from gateway.settings import RequestLimits
 
 
 class BodyLimitMiddleware:
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, exempt_paths: Collection[str] = ()
+        self, app: ASGIApp, *, limits: RequestLimits, exempt_paths: Collection[str] = ()
     ) -> None:
         self.app = app
-        self.max_body_bytes = max_body_bytes
+        self.max_body_bytes = limits.max_body_bytes
+        self.budget = BodyBudget(
+            total=limits.body_bytes_in_flight, per_peer=limits.peer_body_bytes_in_flight
+        )
+        self.deadlines = BodyDeadlines(total=limits.body_timeout, stall=limits.body_stall_timeout)
         self.exempt_paths = frozenset(exempt_paths)
 
-    def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(
-            f"The request body is larger than {self.max_body_bytes} bytes.", param=None
-        )
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt_paths:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await gateway_error_response(self._too_large())(scope, receive, send)
+        timed = self.deadlines.receive(receive)
+        if scope["path"] in self.exempt_paths:
+            await self.app(scope, timed, send)
             return
+        with self.budget.hold(_unauthenticated_peer(scope)) as hold:
+            try:
+                messages = await self._read(scope, timed, hold)
+            except GatewayError as exc:
+                await gateway_error_response(exc)(scope, receive, send)
+                return
+            await self.app(scope, _replay(messages, receive), send)
+
+    async def _read(self, scope: Scope, receive: Receive, hold: Hold) -> list[Message]:
+        declared = _declared_length(scope)
+        if declared is not None:
+            self._check_size(declared)
+            hold.take(declared)
         messages: list[Message] = []
         size = 0
         while True:
             message = await receive()
             messages.append(message)
             if message["type"] != "http.request":
-                break
-            size += len(message.get("body", b""))
-            if size > self.max_body_bytes:
-                await gateway_error_response(self._too_large())(scope, receive, send)
-                return
+                return messages
+            chunk = len(message.get("body", b""))
+            size += chunk
+            self._check_size(size)
+            if declared is None:
+                hold.take(chunk)
             if not message.get("more_body", False):
-                break
-        await self.app(scope, _replay(messages, receive), send)
+                return messages
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_body_bytes:
+            raise PayloadTooLarge(
+                f"The request body is larger than {self.max_body_bytes} bytes.", param=None
+            )
+
+
+def _declared_length(scope: Scope) -> int | None:
+    declared = dict(scope["headers"]).get(b"content-length")
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
+def _unauthenticated_peer(scope: Scope) -> str | None:
+    """The client's address when no key was authenticated for the request, else ``None``."""
+    if auth.remembered(scope) is not None:
+        return None
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

@@ -7,6 +7,11 @@ the request waited: ``ModelRegistry.watching``) release the admission, mark the 
 unhealthy, count a fallback and try the next one. The first model that answers is
 returned with its ``Ticket``; when none can, the client gets a 503 with ``Retry-After``.
 
+Between the first admission and the first send, ``prepare`` runs once (the proxy decodes
+the request's media there): a key over its quota is refused before any of that work, and
+whatever ends ``prepare`` early (a media refusal, a cancel) releases the admission, since
+nothing was sent. It runs outside the first-byte deadline, which is the engine's.
+
 A request cancelled while it waits (its client left, or the gateway is stopping)
 closes its upstream connection, which makes the serving application abort the
 generation; only then is its ticket settled, with the reservation: the engine may have
@@ -14,8 +19,8 @@ generated up to the cap it was given, and no usage comes back from an aborted re
 A failed answer (an error, a 5xx) asks the registry to poll the upstream's health now.
 
 All of it runs in one ``gateway.upstream`` span: a ``gateway.quota.admit`` span and
-the HTTP client span per candidate tried, the chosen model and whether it was a
-fallback as attributes.
+the HTTP client span per candidate tried, ``prepare``'s spans after the first admission,
+the chosen model and whether it was a fallback as attributes.
 """
 
 from __future__ import annotations
@@ -46,6 +51,25 @@ from gateway.upstream.client import Unavailable
 from gateway.upstream.registry import ModelRegistry
 
 Send = Callable[[ModelInfo], Awaitable[aiohttp.ClientResponse]]
+#: Readies the request once it holds its first admission (decodes its media); may refuse it.
+Prepare = Callable[[], Awaitable[None]]
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _once(prepare: Prepare) -> Prepare:
+    """``prepare`` on the first call; later candidates (fallback) find the request ready."""
+    done = False
+
+    async def run() -> None:
+        nonlocal done
+        if not done:
+            await prepare()
+            done = True
+
+    return run
 
 
 @dataclass
@@ -83,10 +107,17 @@ class Dispatcher:
                 raise
 
     async def _try(
-        self, model: ModelInfo, key: ApiKey, reserve: int, send: Send, first_byte: float
+        self,
+        model: ModelInfo,
+        key: ApiKey,
+        reserve: int,
+        send: Send,
+        first_byte: float,
+        prepare: Prepare,
     ) -> Exchange:
         admission = await self._admit(model, key, reserve)
         ticket = Ticket(self.gate, admission, timeout=self.quota_timeout, tracer=self.tracer)
+        await self._prepare(ticket, prepare)
         try:
             async with ticket.renewing(self.renew_interval):
                 response = await self._send(model, send, first_byte)
@@ -100,6 +131,15 @@ class Dispatcher:
         if response.status >= 500:
             self.registry.poke()
         return Exchange(model, response, ticket)
+
+    async def _prepare(self, ticket: Ticket, prepare: Prepare) -> None:
+        """``prepare`` under the admission; whatever ends it early releases the admission."""
+        try:
+            async with ticket.renewing(self.renew_interval):
+                await prepare()
+        except BaseException:
+            await ticket.release()  # nothing was sent: a refusal or a cancel costs no tokens
+            raise
 
     async def _send(
         self, model: ModelInfo, send: Send, first_byte: float
@@ -123,11 +163,21 @@ class Dispatcher:
                 return
 
     async def open(
-        self, route: Route, key: ApiKey, *, reserve: int, send: Send, first_byte: float
+        self,
+        route: Route,
+        key: ApiKey,
+        *,
+        reserve: int,
+        send: Send,
+        first_byte: float,
+        prepare: Prepare = _nothing,
     ) -> Exchange:
-        """The first candidate's answer; ``first_byte`` bounds each candidate's wait."""
+        """The first candidate's answer; ``first_byte`` bounds each candidate's wait.
+
+        ``prepare`` runs once, after the first admission and before the first send.
+        """
         with self.tracer.start_as_current_span(spans.UPSTREAM) as span:
-            exchange = await self._open(route, key, reserve, send, first_byte, span)
+            exchange = await self._open(route, key, reserve, send, first_byte, _once(prepare), span)
         return exchange
 
     async def _open(
@@ -137,12 +187,13 @@ class Dispatcher:
         reserve: int,
         send: Send,
         first_byte: float,
+        prepare: Prepare,
         span: trace.Span,
     ) -> Exchange:
         failed: list[str] = []
         for model in route.candidates:
             try:
-                exchange = await self._try(model, key, reserve, send, first_byte)
+                exchange = await self._try(model, key, reserve, send, first_byte, prepare)
             except Unavailable:
                 self.registry.mark_unhealthy(model.id)
                 self.metrics.fallbacks.labels(route.requested, model.id).inc()

@@ -10,19 +10,24 @@ that writes the OpenAI error shape (streams use it for their error event too).
     │   ├── ContextLengthExceeded     400 (code: context_length_exceeded)
     │   ├── InvalidMedia              400 (code: invalid_image / invalid_audio)
     │   └── StorageLimitExceeded      400 (code: too_many_files / file_storage_limit_exceeded)
+    ├── RequestTimeout                408 invalid_request_error (code: request_timeout)
     ├── PayloadTooLarge               413 invalid_request_error
+    ├── HeadersTooLarge               431 invalid_request_error (written by gateway.server)
     ├── AuthenticationFailed          401 authentication_error (code: invalid_api_key)
     ├── PermissionDenied              403 permission_error
     ├── NotFound                      404 invalid_request_error
     │   └── ModelNotFound             404 (code: model_not_found)
     ├── ClientDisconnected            499 client_closed_request (nobody reads it)
     ├── RateLimited                   429 rate_limit_exceeded  (Retry-After)
-    │   └── QuotaExhausted            429 insufficient_quota   (Retry-After)
+    │   ├── QuotaExhausted            429 insufficient_quota   (Retry-After)
+    │   └── PeerBodyBudgetExceeded    429 (code: peer_body_bytes_in_flight)
     ├── UpstreamError                 502 upstream_error
     │   └── UpstreamTimeout           504 upstream_error (code: timeout)
     ├── ServiceUnavailable            503 service_unavailable
     │   ├── UpstreamUnavailable       503 (code: no_healthy_upstream)
-    │   └── QuotaBackendUnavailable   503 (code: quota_backend_unavailable)
+    │   ├── QuotaBackendUnavailable   503 (code: quota_backend_unavailable)
+    │   ├── MediaDecodeBusy           503 (code: media_decode_busy, Retry-After)
+    │   └── BodyBudgetExceeded        503 (code: body_bytes_in_flight, Retry-After)
 """
 
 from __future__ import annotations
@@ -85,12 +90,32 @@ class StorageLimitExceeded(InvalidRequest):
     default_code = "file_storage_limit_exceeded"
 
 
+class RequestTimeout(GatewayError):
+    """The request's headers or body did not arrive in time; the connection is closed."""
+
+    status_code = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("connection", "close")
+
+
 class PayloadTooLarge(GatewayError):
     """The request body is larger than the configured limit."""
 
     status_code = 413
     error_type = "invalid_request_error"
     default_code = "payload_too_large"
+
+
+class HeadersTooLarge(GatewayError):
+    """The request line and headers are longer than the server accepts."""
+
+    status_code = 431
+    error_type = "invalid_request_error"
+    default_code = "headers_too_large"
 
 
 class AuthenticationFailed(GatewayError):
@@ -152,6 +177,12 @@ class QuotaExhausted(RateLimited):
     default_code = "insufficient_quota"
 
 
+class PeerBodyBudgetExceeded(RateLimited):
+    """One unauthenticated client address holds too many request-body bytes at once."""
+
+    default_code = "peer_body_bytes_in_flight"
+
+
 class UpstreamError(GatewayError):
     """The serving application answered with a server error or broke the protocol."""
 
@@ -185,6 +216,18 @@ class QuotaBackendUnavailable(ServiceUnavailable):
     """Redis is down or slow and the deployment's policy is fail-closed."""
 
     default_code = "quota_backend_unavailable"
+
+
+class MediaDecodeBusy(ServiceUnavailable):
+    """The process's decode memory stayed full for as long as a media part may wait."""
+
+    default_code = "media_decode_busy"
+
+
+class BodyBudgetExceeded(ServiceUnavailable):
+    """All requests together hold as many request-body bytes as the process allows."""
+
+    default_code = "body_bytes_in_flight"
 
 
 def error_body(

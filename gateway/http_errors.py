@@ -2,19 +2,25 @@
 
 ``GatewayError`` subclasses carry their own status, type and code; FastAPI's
 validation errors (wrong types, malformed JSON) become 400 ``invalid_request_error``
-naming the offending field; Starlette's 404/405/413 keep their status with the same
-body shape; anything else is a 500 ``server_error`` that never leaks internals.
+naming the offending field (code ``invalid_type``, ``invalid_value``, ...); Starlette's
+404/405/413 keep their status with the same body shape, a 405 with an ``Allow`` naming
+every method of the path; anything else is a 500 ``server_error`` that never leaks internals.
+The HTTP server writes its own refusals, made before any app runs, with
+``raw_error_response``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from gateway.errors import GatewayError, body_for, error_body
 
@@ -33,9 +39,32 @@ def gateway_error_response(exc: GatewayError) -> JSONResponse:
     return JSONResponse(body_for(exc), status_code=exc.status_code, headers=exc.headers)
 
 
+def raw_error_response(exc: GatewayError) -> bytes:
+    """``exc`` as a whole HTTP/1.1 response that closes the connection."""
+    body = json.dumps(body_for(exc)).encode()
+    head = [
+        f"HTTP/1.1 {exc.status_code} {HTTPStatus(exc.status_code).phrase}",
+        "content-type: application/json",
+        f"content-length: {len(body)}",
+        "connection: close",
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
 def _param(loc: tuple[Any, ...]) -> str | None:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or None
+
+
+def _validation_code(error_type: str) -> str:
+    """OpenAI's code for one of pydantic's error types."""
+    if error_type == "missing":
+        return "missing_required_parameter"
+    if error_type == "extra_forbidden":
+        return "unknown_parameter"
+    if error_type.endswith(("_type", "_parsing")):
+        return "invalid_type"
+    return "invalid_value"
 
 
 def validation_error_response(exc: RequestValidationError) -> JSONResponse:
@@ -47,18 +76,33 @@ def validation_error_response(exc: RequestValidationError) -> JSONResponse:
         message, code = "The request body is not valid JSON.", "invalid_json"
     else:
         where = f" at '{param}'" if param else ""
-        message, code = f"Invalid request{where}: {first.get('msg', 'invalid value')}.", None
+        message = f"Invalid request{where}: {first.get('msg', 'invalid value')}."
+        code = _validation_code(str(first.get("type", "")))
     body = error_body(message, error_type="invalid_request_error", param=param, code=code)
     return JSONResponse(body, status_code=400)
 
 
-def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
+def allowed_methods(request: Request) -> str:
+    """Every method some route at the request's path answers: the ``Allow`` of its 405."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
+def http_error_response(exc: StarletteHTTPException, *, allow: str | None = None) -> JSONResponse:
+    """``exc`` as an OpenAI error; a 405 says in ``Allow`` what the path answers."""
     error_type, code = _HTTP_ERROR_TYPES.get(
         exc.status_code,
         ("invalid_request_error", None) if exc.status_code < 500 else ("server_error", None),
     )
     body = error_body(str(exc.detail), error_type=error_type, code=code)
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() != "allow"}
+    if allow is not None:
+        headers["allow"] = allow
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -74,9 +118,10 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return validation_error_response(exc)
 
-    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        return http_error_response(exc)
+        allow = allowed_methods(request) if exc.status_code == 405 else None
+        return http_error_response(exc, allow=allow)
 
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)

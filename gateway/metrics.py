@@ -13,6 +13,8 @@ Exported on ``GET /metrics`` (names as Prometheus sees them)::
     gateway_routed_requests_total{requested, served, capability}
     gateway_streams_in_flight{model}                           streams being relayed now
     gateway_stream_errors_total{served}, gateway_client_disconnects_total{served}
+    gateway_media_decodes_total{kind}                          image, audio, video parts decoded
+    gateway_media_decode_reserved_bytes                        decode memory held by decodes now
 
 ``model`` is the model that served the request (``none`` when it was refused before a
 model was chosen): a name from ``/v1/models``, never the raw ``model`` field a client sent.
@@ -39,6 +41,7 @@ class GatewayMetrics:
         self._routing_metrics()
         self._stream_metrics()
         self._health_metrics()
+        self._media_metrics()
 
     def _request_metrics(self) -> None:
         self.requests = Counter(
@@ -139,6 +142,19 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+    def _media_metrics(self) -> None:
+        self.media_decodes = Counter(
+            "gateway_media_decodes",
+            "Media parts decoded (after their header checks and admission), by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.media_decode_reserved = Gauge(
+            "gateway_media_decode_reserved_bytes",
+            "Decode memory reserved by the media decodes under way now.",
+            registry=self.registry,
+        )
+
     def observe_health(
         self, models: Mapping[str, bool], capabilities: Mapping[str, bool], quota: bool
     ) -> None:
@@ -152,6 +168,10 @@ class GatewayMetrics:
     def watch_quota_breaker(self, state: Callable[[], float]) -> None:
         """Read ``gateway_quota_breaker_state`` from ``state`` at every scrape."""
         self.quota_breaker_state.set_function(state)
+
+    def watch_decode_memory(self, reserved: Callable[[], float]) -> None:
+        """Read ``gateway_media_decode_reserved_bytes`` from ``reserved`` at every scrape."""
+        self.media_decode_reserved.set_function(reserved)
 
     def observe_usage(self, model: str, usage: Mapping[str, Any] | None) -> None:
         """Count the prompt and completion tokens of an engine ``usage`` object."""

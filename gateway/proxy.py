@@ -1,8 +1,14 @@
 """One request's way through the gateway, from an authenticated key to the client's answer.
 
     authenticate -> capabilities allowed? -> route (candidates) -> models allowed?
-    -> media checks -> [per candidate: admit -> send -> fallback on Unavailable]
+    -> media part counts -> [per candidate: admit -> media checks (once) -> send
+    -> fallback on Unavailable]
     -> JSON answer (settle real usage) or SSE relay (renew while streaming, settle at the end)
+
+Media is decoded only once a candidate has admitted the key (``Dispatcher.open``'s
+``prepare``), so a key over its limits is refused before any decode; before admission
+only part counts and upload sizes are checked. A media refusal after admission releases
+the admission (no tokens charged) and answers the same 400 as before admission.
 
 Speech to text takes the same way: to vLLM's transcription endpoint for a variant with
 the ``transcription`` capability, else as a chat completion (``gateway.speech``) whose
@@ -38,7 +44,7 @@ from fastapi.responses import JSONResponse, Response
 from opentelemetry import trace
 
 from gateway import accounting, auth
-from gateway.dispatch import Dispatcher, Exchange, Send
+from gateway.dispatch import Dispatcher, Exchange, Prepare, Send
 from gateway.errors import ClientDisconnected, UpstreamUnavailable
 from gateway.media.validator import MediaValidator
 from gateway.metrics import GatewayMetrics
@@ -143,6 +149,7 @@ class Proxy:
         reserve: int,
         send: Send,
         *,
+        prepare: Prepare,
         stream: bool = False,
     ) -> Exchange:
         first_byte = (
@@ -156,7 +163,7 @@ class Proxy:
             return await send(model)
 
         exchange = await self.dispatcher.open(
-            found, key, reserve=reserve, send=trying, first_byte=first_byte
+            found, key, reserve=reserve, send=trying, first_byte=first_byte, prepare=prepare
         )
         request_facts(request).model = exchange.model.id
         trace.get_current_span().set_attribute(spans.RESPONSE_MODEL, exchange.model.id)
@@ -169,10 +176,9 @@ class Proxy:
         key, found = await self._admit_route(request, str(payload["model"]), needs)
         if self.settings.telemetry.record_content_hash:
             trace.get_current_span().set_attribute(spans.CONTENT_HASH, spans.content_hash(payload))
-        if isinstance(payload.get("messages"), list):
-            with self.tracer.start_as_current_span(spans.MEDIA):
-                messages = await self.media.prepare_messages(payload["messages"])
-            payload = {**payload, "messages": messages}
+        messages = payload.get("messages")
+        if isinstance(messages, list):
+            self.media.check_counts(messages)
         stream = bool(payload.get("stream"))
         tally = StreamTally(include_usage=False)
         if stream:
@@ -183,6 +189,12 @@ class Proxy:
             payload = {**payload, "stream_options": metered}
 
         cap = accounting.budget(path, needs, self.settings.quota.default_max_tokens)
+        payload = dict(payload)  # prepare() puts the checked messages in
+
+        async def prepare() -> None:
+            if isinstance(messages, list):
+                with self.tracer.start_as_current_span(spans.MEDIA):
+                    payload["messages"] = await self.media.prepare_messages(messages)
 
         async def send(model: ModelInfo) -> aiohttp.ClientResponse:
             body = accounting.engine_payload(payload, needs, cap, model)
@@ -190,7 +202,9 @@ class Proxy:
 
         reserve = accounting.reservation(needs, cap)
         async with self._abandonable(request):
-            exchange = await self._open(request, found, key, reserve, send, stream=stream)
+            exchange = await self._open(
+                request, found, key, reserve, send, prepare=prepare, stream=stream
+            )
             if not stream or exchange.response.status != 200:
                 return await self._answer(exchange, needs)
         return self._relay(exchange, needs, tally)
@@ -205,9 +219,14 @@ class Proxy:
         """
         key, found = await self._admit_route(request, requested, job.needs)
         found = speech_route(found, job, self.registry.unhealthy())
-        with self.tracer.start_as_current_span(spans.MEDIA):
-            wav = await self.media.prepare_upload_async(upload.content, upload.filename)
+        self.media.check_upload(upload.content)
         cap = accounting.budget(speech.CHAT_PATH, job.needs, self.settings.quota.default_max_tokens)
+        wav = b""
+
+        async def prepare() -> None:
+            nonlocal wav
+            with self.tracer.start_as_current_span(spans.MEDIA):
+                wav = await self.media.prepare_upload_async(upload.content, upload.filename)
 
         async def send(model: ModelInfo) -> aiohttp.ClientResponse:
             if not by_endpoint(model):
@@ -221,7 +240,9 @@ class Proxy:
 
         reserve = accounting.reservation(job.needs, cap)
         async with self._abandonable(request):
-            exchange = await self._open(request, found, key, reserve, send, stream=job.stream)
+            exchange = await self._open(
+                request, found, key, reserve, send, prepare=prepare, stream=job.stream
+            )
             if by_endpoint(exchange.model):
                 return await self._answer(exchange, job.needs)
             if not job.stream or exchange.response.status != 200:

@@ -3,19 +3,20 @@
 Nested groups use ``__``: ``GATEWAY_LIMITS__MAX_MESSAGES=64``,
 ``GATEWAY_QUOTA__ENABLED=false``,
 ``GATEWAY_MEDIA__MAX_IMAGE_PIXELS=1000000``, ``GATEWAY_ALIASES='{"gemma-3": "gemma-3-"}'``,
-``GATEWAY_BATCHES__FILES_DIR=/data/batches``.
+``GATEWAY_BATCHES__FILES_DIR=/data/batches``, ``GATEWAY_SERVER__HEADER_TIMEOUT=10``.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.batches.settings import BatchSettings
 from gateway.media.settings import MediaSettings
 from gateway.quotas.settings import QuotaSettings
+from gateway.server.settings import ServerSettings
 
 UnknownFieldPolicy = Literal["reject", "drop", "forward"]
 
@@ -66,10 +67,35 @@ class RequestLimits(BaseModel):
     ``unknown_fields`` decides what happens to body fields that are neither OpenAI's nor in
     ``extra_params`` (default: vLLM's documented extra sampling parameters): ``reject``
     answers 400 naming the field, ``drop`` removes it, ``forward`` passes it on.
+
+    Bodies are held in memory while they arrive and while their request runs; the bytes
+    held per process are capped in all (503) and per client address for requests without
+    an authenticated key (429), both with ``Retry-After``. A body must arrive within
+    ``body_timeout`` and never pause longer than ``body_stall_timeout`` (408).
     """
 
     max_body_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="Largest request body (413 above it)."
+    )
+    body_bytes_in_flight: int = Field(
+        default=128 * 1024 * 1024,
+        ge=1024,
+        description="Request-body bytes one process holds at once, all requests together "
+        "(503 with Retry-After past it).",
+    )
+    peer_body_bytes_in_flight: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Request-body bytes one client address holds at once while its requests "
+        "carry no authenticated key (every request when keys are off; 429 past it).",
+    )
+    body_timeout: float = Field(
+        default=120.0, gt=0, description="Seconds a request body may take to arrive in full."
+    )
+    body_stall_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds a request body may pause between two of its chunks.",
     )
     max_messages: int = Field(default=256, ge=1, description="Most messages in one chat request.")
     max_tokens: int = Field(default=8192, ge=1, description="Largest max_tokens a request may set.")
@@ -81,6 +107,16 @@ class RequestLimits(BaseModel):
         default_factory=lambda: list(VLLM_EXTRA_PARAMS),
         description="Non-OpenAI body fields accepted and forwarded (vLLM sampling params).",
     )
+
+    @model_validator(mode="after")
+    def _budgets_hold_a_body(self) -> Self:
+        smallest = min(self.body_bytes_in_flight, self.peer_body_bytes_in_flight)
+        if smallest < self.max_body_bytes:
+            raise ValueError(
+                f"body_bytes_in_flight and peer_body_bytes_in_flight ({smallest}) must hold "
+                f"at least one body of max_body_bytes ({self.max_body_bytes})"
+            )
+        return self
 
 
 class TelemetrySettings(BaseModel):
@@ -162,6 +198,7 @@ class GatewaySettings(BaseSettings):
         description="Alias -> model id prefix; 'auto' (every model) is always defined.",
     )
     limits: RequestLimits = Field(default_factory=lambda: RequestLimits.model_validate({}))
+    server: ServerSettings = Field(default_factory=lambda: ServerSettings.model_validate({}))
     quota: QuotaSettings = Field(default_factory=lambda: QuotaSettings.model_validate({}))
     media: MediaSettings = Field(default_factory=lambda: MediaSettings.model_validate({}))
     batches: BatchSettings = Field(default_factory=lambda: BatchSettings.model_validate({}))

@@ -17,17 +17,50 @@ OpenAI's translation shape (``text``) either way.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.datastructures import UploadFile
 
+from gateway.api.responses import GENERATION_ERRORS, SSE_EVENT
 from gateway.errors import InvalidRequest
 from gateway.proxy import TRANSCRIPTIONS, Upload
-from gateway.speech.job import Task, speech_job
+from gateway.speech.job import RESPONSE_FORMATS, Task, speech_job
 from gateway.state import GatewayState, gateway_state
 
 TRANSLATION_LANGUAGE = "en"
+#: The multipart form, as the OpenAPI document states it (the route reads it itself).
+FORM: dict[str, Any] = {
+    "type": "object",
+    "required": ["file", "model"],
+    "properties": {
+        "file": {"type": "string", "format": "binary"},
+        "model": {"type": "string", "minLength": 1},
+        "language": {"type": "string"},
+        "prompt": {"type": "string"},
+        "response_format": {"enum": list(RESPONSE_FORMATS)},
+        "temperature": {"type": "number", "minimum": 0},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "max_completion_tokens": {"type": "integer", "minimum": 1},
+        "stream": {"type": "boolean"},
+    },
+}
+SPEECH: dict[str, Any] = {
+    "openapi_extra": {
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": FORM}}}
+    },
+    "responses": {
+        200: {
+            "description": "The text: JSON, plain text (text, srt, vtt) or server-sent events.",
+            "content": {
+                "application/json": {},
+                "text/plain": {"schema": {"type": "string"}},
+                "text/event-stream": {"schema": SSE_EVENT},
+            },
+        },
+        **GENERATION_ERRORS,
+    },
+}
 router = APIRouter(tags=["audio"])
 State = Annotated[GatewayState, Depends(gateway_state)]
 
@@ -65,11 +98,11 @@ async def _speech(request: Request, state: GatewayState, task: Task) -> Response
     return await state.proxy.transcribe(request, sent, model, job)
 
 
-@router.post(TRANSCRIPTIONS)
+@router.post(TRANSCRIPTIONS, **SPEECH)
 async def transcriptions(request: Request, state: State) -> Response:
     return await _speech(request, state, "transcribe")
 
 
-@router.post("/v1/audio/translations")
+@router.post("/v1/audio/translations", **SPEECH)
 async def translations(request: Request, state: State) -> Response:
     return await _speech(request, state, "translate")

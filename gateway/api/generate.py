@@ -7,12 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from gateway.api.limits import checked_payload
+from gateway.api.responses import GENERATION_ERRORS, JSON_OR_STREAM
 from gateway.api.schemas import ChatCompletionRequest, CompletionRequest
 from gateway.reasoning import thinking_payload
 from gateway.routing import chat_needs, completion_needs
 from gateway.state import GatewayState, gateway_state
 
-router = APIRouter(tags=["generation"])
+router = APIRouter(tags=["generation"], responses={200: JSON_OR_STREAM, **GENERATION_ERRORS})
 State = Annotated[GatewayState, Depends(gateway_state)]
 
 

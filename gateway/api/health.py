@@ -19,6 +19,31 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.state import GatewayState, gateway_state
 
 router = APIRouter(tags=["operations"])
+#: ``/readyz``'s body, ready (200) or not (503).
+READINESS: dict[str, Any] = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["status", "checks"],
+                "properties": {
+                    "status": {"enum": ["ready", "unavailable"]},
+                    "checks": {"type": "object"},
+                },
+            }
+        }
+    }
+}
+READY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {**READINESS, "description": "Ready to serve."},
+    503: {**READINESS, "description": "Not ready: the checks say what is missing."},
+}
+METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Prometheus metrics, text exposition format.",
+        "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+    }
+}
 State = Annotated[GatewayState, Depends(gateway_state)]
 log = logging.getLogger(__name__)
 
@@ -48,14 +73,14 @@ async def _checks(state: GatewayState) -> tuple[bool, dict[str, Any]]:
     return ready, checks
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=READY_RESPONSES)
 async def readyz(state: State) -> JSONResponse:
     ready, checks = await _checks(state)
     body = {"status": "ready" if ready else "unavailable", "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses=METRICS_RESPONSES)
 async def metrics(state: State) -> Response:
     await _checks(state)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

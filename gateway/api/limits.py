@@ -15,16 +15,16 @@ def _extras(body: ChatCompletionRequest | CompletionRequest, limits: RequestLimi
 
 
 def _check_numbers(body: ChatCompletionRequest | CompletionRequest, limits: RequestLimits) -> None:
-    requested = body.max_tokens
-    if isinstance(body, ChatCompletionRequest) and body.max_completion_tokens is not None:
-        requested = body.max_completion_tokens
-    if requested is not None and requested > limits.max_tokens:
-        param = "max_tokens" if requested == body.max_tokens else "max_completion_tokens"
-        raise InvalidRequest(
-            f"max_tokens is {requested}; at most {limits.max_tokens} is accepted.",
-            param=param,
-            code="max_tokens_too_large",
-        )
+    caps = {"max_tokens": body.max_tokens}
+    if isinstance(body, ChatCompletionRequest):
+        caps["max_completion_tokens"] = body.max_completion_tokens
+    for param, requested in caps.items():
+        if requested is not None and requested > limits.max_tokens:
+            raise InvalidRequest(
+                f"{param} is {requested}; at most {limits.max_tokens} is accepted.",
+                param=param,
+                code="max_tokens_too_large",
+            )
     if body.n is not None and body.n > limits.max_n:
         raise InvalidRequest(
             f"n is {body.n}; at most {limits.max_n} is accepted.", param="n", code="n_too_large"

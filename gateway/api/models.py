@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
+from gateway.api.responses import errors
 from gateway.errors import ModelNotFound
 from gateway.routing import AUTO
 from gateway.state import GatewayState, gateway_state
@@ -50,7 +51,7 @@ async def list_models(state: State) -> dict[str, Any]:
     return {"object": "list", "data": _cards(state)}
 
 
-@router.get("/v1/models/{model_id:path}")
+@router.get("/v1/models/{model_id:path}", responses=errors(404))
 async def get_model(model_id: str, state: State) -> dict[str, Any]:
     for card in _cards(state):
         if card["id"] == model_id:

@@ -1,8 +1,10 @@
 """Request bodies of the OpenAI endpoints the gateway serves.
 
 FastAPI validates types against these models (a wrong type is a 400 naming the
-field). Fields OpenAI defines are declared; anything else is an *extra* field,
-handled by ``RequestLimits.unknown_fields`` in ``gateway.api.limits``.
+field), as JSON has them (``gateway.api.json_types``: no ``true`` for a number). Fields
+OpenAI defines are declared; anything else is an *extra* field, handled by
+``RequestLimits.unknown_fields`` in ``gateway.api.limits`` (and so in the OpenAPI
+document, ``gateway.api.openapi``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.api.json_types import Boolean, Count, Integer, Number, PositiveInteger
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -25,31 +29,31 @@ class ChatMessage(_OpenAIModel):
 
 class _SamplingFields(_OpenAIModel):
     model: str = Field(min_length=1)
-    stream: bool | None = None
+    stream: Boolean | None = None
     stream_options: dict[str, Any] | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    n: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
+    max_tokens: PositiveInteger | None = None
+    n: PositiveInteger | None = None
+    temperature: Number | None = Field(default=None, ge=0)
+    top_p: Number | None = Field(default=None, gt=0, le=1)
+    frequency_penalty: Number | None = None
+    presence_penalty: Number | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
-    logit_bias: dict[str, float] | None = None
+    seed: Integer | None = None
+    logit_bias: dict[str, Number] | None = None
     user: str | None = None
 
 
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: PositiveInteger | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: Boolean | None = None
     response_format: dict[str, Any] | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0)
+    logprobs: Boolean | None = None
+    top_logprobs: Count | None = None
     metadata: dict[str, str] | None = None
-    store: bool | None = None
+    store: Boolean | None = None
     service_tier: str | None = None
     reasoning_effort: str | None = None
     modalities: list[str] | None = None
@@ -60,8 +64,8 @@ class ChatCompletionRequest(_SamplingFields):
 
 
 class CompletionRequest(_SamplingFields):
-    prompt: str | list[str] | list[int] | list[list[int]]
-    best_of: int | None = Field(default=None, ge=1)
-    echo: bool | None = None
-    logprobs: int | None = Field(default=None, ge=0)
+    prompt: str | list[str] | list[Integer] | list[list[Integer]]
+    best_of: PositiveInteger | None = None
+    echo: Boolean | None = None
+    logprobs: Count | None = None
     suffix: str | None = None

@@ -20,7 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -28,6 +28,7 @@ from batch.journal import OutputJournal
 from batch.lines import custom_id_of
 from batch.records import duplicate_record
 from batch.runner import read_lines
+from gateway.api.json_types import JSON_INTEGER
 from gateway.errors import InvalidRequest
 
 MIN_SECONDS = 3600
@@ -42,7 +43,7 @@ class ExpiresAfter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     anchor: Literal["created_at"]
-    seconds: int = Field(ge=MIN_SECONDS, le=MAX_SECONDS)
+    seconds: Annotated[int, Field(ge=MIN_SECONDS, le=MAX_SECONDS), JSON_INTEGER]
 
 
 def form_expires_after(form: Mapping[str, Any]) -> ExpiresAfter | None:
@@ -50,6 +51,8 @@ def form_expires_after(form: Mapping[str, Any]) -> ExpiresAfter | None:
     anchor, seconds = form.get("expires_after[anchor]"), form.get("expires_after[seconds]")
     if anchor is None and seconds is None:
         return None
+    if isinstance(seconds, str) and seconds.isdigit():  # a form's fields are text
+        seconds = int(seconds)
     try:
         return ExpiresAfter.model_validate({"anchor": anchor, "seconds": seconds})
     except ValidationError as exc:

@@ -23,14 +23,36 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 
+from gateway.api.responses import errors
 from gateway.auth import authenticate
-from gateway.batches.objects import BatchRecord, FileRecord
+from gateway.batches.expiry import MAX_SECONDS, MIN_SECONDS
+from gateway.batches.objects import INPUT_PURPOSE, BatchRecord, FileRecord
 from gateway.batches.service import BatchService, CreateBatch
 from gateway.errors import NotFound
 from gateway.quotas.protocol import ApiKey
 
 UPLOADS = "/v1/files"
-router = APIRouter(tags=["batches"])
+#: The upload's multipart form, as the OpenAPI document states it (the route reads it itself).
+UPLOAD_FORM: dict[str, Any] = {
+    "type": "object",
+    "required": ["file", "purpose"],
+    "properties": {
+        "file": {"type": "string", "format": "binary"},
+        "purpose": {"enum": [INPUT_PURPOSE]},
+        "expires_after[anchor]": {"enum": ["created_at"]},
+        "expires_after[seconds]": {
+            "type": "integer",
+            "minimum": MIN_SECONDS,
+            "maximum": MAX_SECONDS,
+        },
+    },
+    "dependentRequired": {
+        "expires_after[anchor]": ["expires_after[seconds]"],
+        "expires_after[seconds]": ["expires_after[anchor]"],
+    },
+}
+UPLOAD_BODY = {"requestBody": {"content": {"multipart/form-data": {"schema": UPLOAD_FORM}}}}
+router = APIRouter(tags=["batches"], responses=errors(401, 404, 503))
 
 
 def _service(request: Request) -> BatchService:
@@ -60,12 +82,12 @@ def _page(records: Sequence[FileRecord | BatchRecord], more: bool) -> dict[str, 
     }
 
 
-@router.post(UPLOADS)
+@router.post(UPLOADS, openapi_extra=UPLOAD_BODY, responses=errors(400, 413))
 async def upload_file(request: Request, service: Service, key: Key) -> dict[str, Any]:
     return (await service.upload(request, key)).to_openai()
 
 
-@router.get("/v1/files")
+@router.get("/v1/files", responses=errors(400))
 async def list_files(
     service: Service,
     key: Key,
@@ -83,7 +105,11 @@ async def retrieve_file(file_id: str, service: Service, key: Key) -> dict[str, A
     return (await service.file(key, file_id)).to_openai()
 
 
-@router.get("/v1/files/{file_id}/content")
+@router.get(
+    "/v1/files/{file_id}/content",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}},
+)
 async def file_content(file_id: str, service: Service, key: Key) -> FileResponse:
     record = await service.file(key, file_id)
     path = service.storage.path(record.id)
@@ -102,12 +128,12 @@ async def delete_file(file_id: str, service: Service, key: Key) -> dict[str, Any
     return {"id": record.id, "object": "file", "deleted": True}
 
 
-@router.post("/v1/batches")
+@router.post("/v1/batches", responses=errors(400, 413, 429))
 async def create_batch(body: CreateBatch, service: Service, key: Key) -> dict[str, Any]:
     return (await service.create(key, body)).to_openai()
 
 
-@router.get("/v1/batches")
+@router.get("/v1/batches", responses=errors(400))
 async def list_batches(
     service: Service,
     key: Key,
@@ -122,6 +148,6 @@ async def retrieve_batch(batch_id: str, service: Service, key: Key) -> dict[str,
     return (await service.batch(key, batch_id)).to_openai()
 
 
-@router.post("/v1/batches/{batch_id}/cancel")
+@router.post("/v1/batches/{batch_id}/cancel", responses=errors(400))
 async def cancel_batch(batch_id: str, service: Service, key: Key) -> dict[str, Any]:
     return (await service.cancel(key, batch_id)).to_openai()

@@ -5,11 +5,19 @@ duration (``frames / samplerate``) are checked before any sample is decoded. Sam
 then read in blocks and mixed to mono as they come, never more than the duration limit
 allows, so a header that lies about its length cannot make the gateway decode more.
 soxr resamples to the engine's rate. All of this is CPU work: run it in a worker thread.
+
+``open_audio`` reads the header and returns an ``OpenedAudio`` whose ``decode_bytes`` is
+the most its ``decode`` can allocate, from the duration limit rather than the header's
+length: the block being read, the mono blocks and their concatenation (float32 at the
+source rate), and the resampled, clipped and 16-bit copies at the engine's rate. The
+validator reserves it from the process's decode memory (``gateway.media.budget``) first.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +30,8 @@ from gateway.media.settings import MediaSettings
 
 MAX_SOURCE_RATE = 384_000
 _BLOCK_FRAMES = 65_536
+_FLOAT32 = 4
+_INT16 = 2
 _OPEN_ERRORS = (sf.SoundFileError, RuntimeError, TypeError, ValueError, EOFError)
 
 
@@ -35,10 +45,45 @@ class NormalizedAudio:
     source_format: str
 
 
-def audio_from_base64(
-    data: object, fmt: object, settings: MediaSettings, *, param: str | None
-) -> NormalizedAudio:
-    """Decode an ``input_audio`` part (``data`` base64, ``format`` e.g. "wav" or "mp3")."""
+@dataclass
+class OpenedAudio:
+    """A clip whose header passed every check; no sample is read yet. Close it."""
+
+    source: sf.SoundFile
+    rate: int
+    settings: MediaSettings
+    param: str | None
+
+    @property
+    def decode_bytes(self) -> int:
+        samples = _max_frames(self.rate, self.settings)
+        engine_samples = int(self.settings.max_audio_seconds * self.settings.audio_sample_rate)
+        block = _BLOCK_FRAMES * self.source.channels * _FLOAT32
+        return block + 2 * samples * _FLOAT32 + engine_samples * (2 * _FLOAT32 + _INT16)
+
+    def decode(self) -> NormalizedAudio:
+        """Read, mix to mono and resample (CPU work: run it in a worker thread)."""
+        settings, param = self.settings, self.param
+        with _audio_errors(settings, param):
+            source_format = str(self.source.format)
+            mono = _read_mono(self.source, _max_frames(self.rate, settings), settings, param)
+        if mono.size == 0:
+            raise InvalidMedia("The audio has no samples.", param=param, code="invalid_audio")
+        target = settings.audio_sample_rate
+        resampled = mono if self.rate == target else soxr.resample(mono, self.rate, target)
+        return NormalizedAudio(
+            wav=_wav_bytes(resampled, target),
+            sample_rate=target,
+            duration_seconds=mono.size / self.rate,
+            source_format=source_format,
+        )
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def _check_format(fmt: object, settings: MediaSettings, *, param: str | None) -> None:
+    """Refuse an ``input_audio`` format that is not in ``audio_formats``."""
     if not isinstance(fmt, str) or fmt.upper() not in settings.audio_formats:
         allowed = ", ".join(name.lower() for name in settings.audio_formats)
         raise InvalidMedia(
@@ -46,34 +91,55 @@ def audio_from_base64(
             param=param,
             code="unsupported_audio_format",
         )
+
+
+def open_audio_base64(
+    data: object, fmt: object, settings: MediaSettings, *, param: str | None
+) -> OpenedAudio:
+    """``open_audio`` of an ``input_audio`` part (``data`` base64, ``format`` e.g. "wav")."""
+    _check_format(fmt, settings, param=param)
     raw = decode_base64(data, max_bytes=settings.max_audio_bytes, param=param, kind="audio")
-    return normalize_audio(raw, settings, param=param)
+    return open_audio(raw, settings, param=param)
+
+
+def open_audio(data: bytes, settings: MediaSettings, *, param: str | None) -> OpenedAudio:
+    """Check bytes, format, rate, channels and declared length from the header alone."""
+    check_size(data, max_bytes=settings.max_audio_bytes, param=param, kind="audio")
+    with _audio_errors(settings, param):
+        source = sf.SoundFile(io.BytesIO(data))
+        try:
+            rate = _check_header(source, settings, param)
+        except BaseException:
+            source.close()
+            raise
+    return OpenedAudio(source, rate, settings, param)
+
+
+def audio_from_base64(
+    data: object, fmt: object, settings: MediaSettings, *, param: str | None
+) -> NormalizedAudio:
+    """Check and convert an ``input_audio`` part (CPU work: run it in a worker thread)."""
+    with closing(open_audio_base64(data, fmt, settings, param=param)) as opened:
+        return opened.decode()
 
 
 def normalize_audio(data: bytes, settings: MediaSettings, *, param: str | None) -> NormalizedAudio:
     """Check and convert encoded audio bytes to mono WAV at ``settings.audio_sample_rate``."""
-    check_size(data, max_bytes=settings.max_audio_bytes, param=param, kind="audio")
+    with closing(open_audio(data, settings, param=param)) as opened:
+        return opened.decode()
+
+
+@contextmanager
+def _audio_errors(settings: MediaSettings, param: str | None) -> Iterator[None]:
+    """libsndfile's errors, as refusals."""
     try:
-        with sf.SoundFile(io.BytesIO(data)) as source:
-            source_format = str(source.format)
-            rate = _check_header(source, settings, param)
-            mono = _read_mono(source, _max_frames(rate, settings), settings, param)
+        yield
     except _OPEN_ERRORS as exc:
         raise InvalidMedia(
             f"The audio could not be decoded (accepted: {', '.join(settings.audio_formats)}).",
             param=param,
             code="invalid_audio",
         ) from exc
-    if mono.size == 0:
-        raise InvalidMedia("The audio has no samples.", param=param, code="invalid_audio")
-    target = settings.audio_sample_rate
-    resampled = mono if rate == target else soxr.resample(mono, rate, target)
-    return NormalizedAudio(
-        wav=_wav_bytes(resampled, target),
-        sample_rate=target,
-        duration_seconds=mono.size / rate,
-        source_format=source_format,
-    )
 
 
 def _check_header(source: sf.SoundFile, settings: MediaSettings, param: str | None) -> int:

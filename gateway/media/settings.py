@@ -15,6 +15,11 @@ The limits bound the work of reading it: vLLM's video loader decodes every frame
 the last one it samples, so ``max_video_frames`` and ``max_video_frame_pixels`` are what
 one video can cost the engine. Remote videos are off by default; when on, they follow the
 remote image policy (hosts, address checks, redirects, timeout) with ``max_video_bytes``.
+
+Decode memory is counted from each part's header before anything is decoded: one image
+may take ``max_image_decode_bytes`` (frames x canvas), a video frame and an audio clip are
+bounded by their size and duration limits, and one process holds at most
+``max_decode_memory_bytes`` of decodes at once (``gateway.media.budget``).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ DEFAULT_AUDIO_FORMATS = ("WAV", "MP3", "FLAC", "OGG")
 DEFAULT_VIDEO_FORMATS = ("MP4", "MOV", "WEBM")
 #: Prompt tokens one video counts for: Gemma 4's 32 sampled frames x (70 + 8) tokens.
 DEFAULT_VIDEO_TOKENS = 2_500
+#: A still WebP of 4096 x 4096: Pillow's RGBA canvas and the two libwebp keeps (measured).
+DEFAULT_IMAGE_DECODE_BYTES = 3 * 4096 * 4096 * 4
 
 
 # List fields are decoded here, not by pydantic-settings, so the environment may hold
@@ -178,6 +185,28 @@ class MediaSettings(BaseModel):
         default=4,
         ge=1,
         description="Media decodes one gateway process runs at once in worker threads.",
+    )
+    max_image_decode_bytes: int = Field(
+        default=DEFAULT_IMAGE_DECODE_BYTES,
+        ge=1,
+        description="Most memory decoding one image may take, counted from its header before "
+        "any pixel is decoded: every frame's canvas at 4 bytes a pixel (a still L or P image "
+        "at 1), plus the two canvases libwebp keeps for a WebP. The default (192 MiB) fits a "
+        "still WebP of max_image_pixels; an animation on a 4096x4096 canvas exceeds it.",
+    )
+    max_decode_memory_bytes: int = Field(
+        default=384 * MIB,
+        ge=1,
+        description="Decode memory the gateway's requests hold at once, in one process (each "
+        "MediaValidator has its own; a batch job's planning builds another): each image, audio "
+        "or video part reserves its estimate before it is decoded and returns it after; a part "
+        "that does not fit waits in line (one larger than this runs alone).",
+    )
+    decode_memory_wait: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds a media part waits in line for decode memory; then the request is "
+        "refused with 503 media_decode_busy and Retry-After.",
     )
 
     @field_validator("image_formats", "audio_formats", "video_formats", mode="before")

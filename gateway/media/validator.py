@@ -2,31 +2,46 @@
 
 ``MediaValidator.prepare_messages`` returns new messages in which every ``image_url`` and
 ``video_url`` is a validated ``data:`` URL (remote ones fetched here, so the engine never
-fetches; videos keep their bytes) and every ``input_audio`` is 16 kHz mono WAV. Counts are
-checked before anything is decoded.
-Decoding runs in worker threads (``anyio.to_thread``), at most
-``max_concurrent_decodes`` at once per validator, so the event loop stays free.
+fetches; videos keep their bytes) and every ``input_audio`` is 16 kHz mono WAV.
+``check_counts`` and ``check_upload`` are the cheap checks (part counts, byte lengths) a
+request passes before it is admitted; the rest runs after admission.
+
+Each part goes header first: ``open_*`` (images.py, audio.py, video.py) checks what the
+header declares and says what decoding will take (``decode_bytes``); the part then reserves
+that much of the validator's ``DecodeBudget`` (``max_decode_memory_bytes``, waiting at most
+``decode_memory_wait``) and is decoded. Both steps run in worker threads
+(``anyio.to_thread``), at most ``max_concurrent_decodes`` at once per validator, so the
+event loop stays free. With ``metrics``, every decode counts in
+``gateway_media_decodes_total{kind}`` and the reserved bytes show as
+``gateway_media_decode_reserved_bytes``.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
 import httpx
 
 from gateway.errors import InvalidMedia, InvalidRequest
-from gateway.media.audio import NormalizedAudio, audio_from_base64, normalize_audio
+from gateway.media.audio import NormalizedAudio, normalize_audio, open_audio, open_audio_base64
+from gateway.media.budget import DecodeBudget
+from gateway.media.encoding import MediaKind, check_size
 from gateway.media.fetch import FetchKind, RemoteMediaFetcher
-from gateway.media.images import image_from_data_url, validate_image_bytes
+from gateway.media.images import open_image, open_image_data_url
 from gateway.media.settings import MediaSettings
-from gateway.media.video import validate_video_bytes, video_from_data_url
+from gateway.media.video import open_video, open_video_data_url
+
+if TYPE_CHECKING:
+    from gateway.metrics import GatewayMetrics
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 Part = dict[str, Any]
 PASS_THROUGH_PARTS = frozenset({"text", "refusal"})
@@ -35,6 +50,17 @@ ACCEPTED_PARTS = "text, image_url, input_audio, video_url"
 
 class _Validated(Protocol):
     def data_url(self) -> str: ...
+
+
+class _Opened(Protocol[T_co]):
+    """A part whose header passed: what decoding it takes, the decode, and its release."""
+
+    @property
+    def decode_bytes(self) -> int: ...
+
+    def decode(self) -> T_co: ...
+
+    def close(self) -> None: ...
 
 
 class MediaValidator:
@@ -46,16 +72,24 @@ class MediaValidator:
         client: httpx.AsyncClient | None = None,
         *,
         fetcher: RemoteMediaFetcher | None = None,
+        budget: DecodeBudget | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.settings = settings
         if fetcher is None and client is not None:
             fetcher = RemoteMediaFetcher(settings, client)
         self._fetcher = fetcher
         self._limiter = anyio.CapacityLimiter(settings.max_concurrent_decodes)
+        self.budget = budget or DecodeBudget(
+            settings.max_decode_memory_bytes, wait=settings.decode_memory_wait
+        )
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.watch_decode_memory(lambda: self.budget.reserved)
 
     async def prepare_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """New messages with every media part validated and normalised (input untouched)."""
-        self._check_counts(messages)
+        self.check_counts(messages)
         prepared: list[dict[str, Any]] = []
         for m, message in enumerate(messages):
             content = message.get("content")
@@ -70,24 +104,27 @@ class MediaValidator:
         return prepared
 
     def prepare_upload(self, data: bytes, filename: str | None = None) -> bytes:
-        """An uploaded audio file as 16 kHz mono WAV (blocking: CPU work)."""
+        """An uploaded audio file as 16 kHz mono WAV (blocking, outside the decode budget)."""
         return self.normalize_upload(data, filename).wav
 
     async def prepare_upload_async(self, data: bytes, filename: str | None = None) -> bytes:
-        """``prepare_upload`` in a worker thread."""
-        return await self._in_thread(functools.partial(self.prepare_upload, data, filename))
+        """``prepare_upload`` in worker threads, under the decode budget."""
+        with _naming(filename):
+            opener = functools.partial(open_audio, data, self.settings, param="file")
+            audio = await self._decode("audio", opener)
+        return audio.wav
 
     def normalize_upload(self, data: bytes, filename: str | None = None) -> NormalizedAudio:
         """An uploaded audio file, normalised, with its duration (blocking: CPU work)."""
-        try:
+        with _naming(filename):
             return normalize_audio(data, self.settings, param="file")
-        except InvalidMedia as exc:
-            if filename:
-                exc.message = f"{exc.message} (file {filename!r})"
-                exc.args = (exc.message,)
-            raise
 
-    def _check_counts(self, messages: list[dict[str, Any]]) -> None:
+    def check_upload(self, data: bytes) -> None:
+        """The cheap checks of an upload: not empty, not over ``max_audio_bytes``."""
+        check_size(data, max_bytes=self.settings.max_audio_bytes, param="file", kind="audio")
+
+    def check_counts(self, messages: list[dict[str, Any]]) -> None:
+        """Refuse more image, audio or video parts than a request may carry (decodes nothing)."""
         counts = {"image_url": 0, "input_audio": 0, "video_url": 0}
         for m, message in enumerate(messages):
             if not isinstance(message, dict):
@@ -142,11 +179,11 @@ class MediaValidator:
         return {**part, field: {**options, "url": media.data_url()}}
 
     async def _load(self, url: str, kind: FetchKind, param: str) -> _Validated:
-        from_data_url, from_bytes = _CHECKS[kind]
+        from_data_url, from_bytes = _OPENERS[kind]
         scheme = url.split(":", 1)[0].lower() if ":" in url else ""
         if scheme == "data":
-            return await self._in_thread(
-                functools.partial(from_data_url, url, self.settings, param=param)
+            return await self._decode(
+                kind, functools.partial(from_data_url, url, self.settings, param=param)
             )
         if scheme not in ("http", "https"):
             raise InvalidMedia(
@@ -162,8 +199,8 @@ class MediaValidator:
                 code=f"{kind}_url_forbidden",
             )
         data = await self._fetcher.fetch(url, param=param, kind=kind)
-        return await self._in_thread(
-            functools.partial(from_bytes, data, self.settings, param=param)
+        return await self._decode(
+            kind, functools.partial(from_bytes, data, self.settings, param=param)
         )
 
     async def _prepare_audio(self, part: Part, param: str) -> Part:
@@ -174,19 +211,45 @@ class MediaValidator:
                 param=param,
                 code="invalid_audio",
             )
-        audio = await self._in_thread(
+        audio = await self._decode(
+            "audio",
             functools.partial(
-                audio_from_base64, spec.get("data"), spec.get("format"), self.settings, param=param
-            )
+                open_audio_base64, spec.get("data"), spec.get("format"), self.settings, param=param
+            ),
         )
         encoded = base64.b64encode(audio.wav).decode("ascii")
         return {**part, "input_audio": {"data": encoded, "format": "wav"}}
+
+    async def _decode(self, kind: MediaKind, opener: Callable[[], _Opened[T]]) -> T:
+        """Header checks, then the decode with its ``decode_bytes`` reserved."""
+        opened = await self._in_thread(opener)
+        try:
+            async with self.budget.reserve(opened.decode_bytes):
+                if self._metrics is not None:
+                    self._metrics.media_decodes.labels(kind).inc()
+                return await self._in_thread(opened.decode)
+        finally:
+            opened.close()
 
     async def _in_thread(self, func: Callable[[], T]) -> T:
         return await anyio.to_thread.run_sync(func, limiter=self._limiter)
 
 
-_CHECKS: dict[FetchKind, tuple[Callable[..., _Validated], Callable[..., _Validated]]] = {
-    "image": (image_from_data_url, validate_image_bytes),
-    "video": (video_from_data_url, validate_video_bytes),
+@contextmanager
+def _naming(filename: str | None) -> Iterator[None]:
+    """An upload's refusals name its file."""
+    try:
+        yield
+    except InvalidMedia as exc:
+        if filename:
+            exc.message = f"{exc.message} (file {filename!r})"
+            exc.args = (exc.message,)
+        raise
+
+
+_OPENERS: dict[
+    FetchKind, tuple[Callable[..., _Opened[_Validated]], Callable[..., _Opened[_Validated]]]
+] = {
+    "image": (open_image_data_url, open_image),
+    "video": (open_video_data_url, open_video),
 }

@@ -15,8 +15,17 @@ so a video passes here when the engine can read it. Each step is cheaper than th
    bounds the frames and duration again when the header does not know them;
 4. the first frame is decoded, which proves the codec can read this data.
 
+``open_video`` runs steps 1-3 and returns an ``OpenedVideo``; its ``decode`` runs step 4.
+In between, the validator reserves ``decode_bytes`` of the process's decode memory
+(``gateway.media.budget``): one frame at 8 bytes a pixel, room for the frame FFmpeg
+decodes and its decoder's buffers (a 1080p MPEG-4 frame measured about 3.3). Only one
+frame is decoded here, so frames x size is never held by this process; what the engine's
+loader decodes is bounded by ``max_video_frames`` x ``max_video_frame_pixels``, both
+checked at step 2.
+
 The bytes pass on unchanged (vLLM decodes them with the same library). All of it is CPU
-work: call ``validate_video_bytes`` / ``video_from_data_url`` from a worker thread.
+work: call ``open_video`` / ``validate_video_bytes`` / ``video_from_data_url`` from a
+worker thread.
 OpenCV does not show the size of the frames the codec decodes (it scales them to the
 header's size): a bitstream larger than its header says is not caught here.
 """
@@ -44,6 +53,8 @@ _OPEN_PARAMS = [cv2.CAP_PROP_N_THREADS, 1]
 _RAW_PACKETS = -1
 #: Packets may fall one short of the header's frame count (vLLM tolerates the same).
 _COUNT_TOLERANCE = 1
+#: Decode memory of one frame per pixel: the decoded frame and the decoder's buffers.
+_DECODE_BYTES_PER_PIXEL = 8
 
 
 @dataclass(frozen=True)
@@ -75,16 +86,47 @@ class _Header:
     frames: int  # 0 when the container does not say
 
 
-def video_from_data_url(url: str, settings: MediaSettings, *, param: str | None) -> ValidatedVideo:
-    """Decode and validate a data URL video (CPU work: run it in a worker thread)."""
+@dataclass(frozen=True)
+class OpenedVideo:
+    """A video whose container, header and packets passed; no frame is decoded yet."""
+
+    data: bytes
+    container: Container
+    header: _Header
+    frames: int
+    param: str | None
+
+    @property
+    def decode_bytes(self) -> int:
+        return self.header.width * self.header.height * _DECODE_BYTES_PER_PIXEL
+
+    def decode(self) -> ValidatedVideo:
+        """Decode the first frame (CPU work: run it in a worker thread)."""
+        with _capture(self.data, self.param) as capture:
+            if not capture.grab():
+                raise _invalid("The video's first frame could not be decoded.", self.param)
+        return ValidatedVideo(
+            data=self.data,
+            format=self.container.name,
+            mime_type=self.container.mime_type,
+            width=self.header.width,
+            height=self.header.height,
+            frames=self.frames,
+            fps=self.header.fps,
+        )
+
+    def close(self) -> None:
+        """Nothing stays open between the checks and the decode."""
+
+
+def open_video_data_url(url: str, settings: MediaSettings, *, param: str | None) -> OpenedVideo:
+    """``open_video`` of a data URL's bytes (CPU work: run it in a worker thread)."""
     data = parse_data_url(url, kind="video", max_bytes=settings.max_video_bytes, param=param)
-    return validate_video_bytes(data, settings, param=param)
+    return open_video(data, settings, param=param)
 
 
-def validate_video_bytes(
-    data: bytes, settings: MediaSettings, *, param: str | None
-) -> ValidatedVideo:
-    """Every check of the module docstring, in its order (run in a worker thread)."""
+def open_video(data: bytes, settings: MediaSettings, *, param: str | None) -> OpenedVideo:
+    """Steps 1-3 of the module docstring: every check that decodes no frame."""
     check_size(data, max_bytes=settings.max_video_bytes, param=param, kind="video")
     container = _container(data, settings, param)
     if not is_whole(data, container):
@@ -92,18 +134,19 @@ def validate_video_bytes(
     with _capture(data, param) as capture:
         header = _check_header(capture, settings, param)
         frames = _count_packets(capture, header, settings, param)
-    with _capture(data, param) as capture:
-        if not capture.grab():
-            raise _invalid("The video's first frame could not be decoded.", param)
-    return ValidatedVideo(
-        data=data,
-        format=container.name,
-        mime_type=container.mime_type,
-        width=header.width,
-        height=header.height,
-        frames=frames,
-        fps=header.fps,
-    )
+    return OpenedVideo(data, container, header, frames, param)
+
+
+def video_from_data_url(url: str, settings: MediaSettings, *, param: str | None) -> ValidatedVideo:
+    """Check and decode a data URL video (CPU work: run it in a worker thread)."""
+    return open_video_data_url(url, settings, param=param).decode()
+
+
+def validate_video_bytes(
+    data: bytes, settings: MediaSettings, *, param: str | None
+) -> ValidatedVideo:
+    """Every check of the module docstring, in its order (run in a worker thread)."""
+    return open_video(data, settings, param=param).decode()
 
 
 def _container(data: bytes, settings: MediaSettings, param: str | None) -> Container:

@@ -16,11 +16,13 @@ the API's presence reveals nothing. Refusals are ``gateway.errors`` classes.
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.api.json_types import Count
+from gateway.api.responses import errors
 from gateway.errors import AuthenticationFailed, InvalidRequest, NotFound
 from gateway.quotas.backend import RedisQuotaBackend
 from gateway.quotas.protocol import Limits
@@ -28,14 +30,17 @@ from gateway.quotas.records import key_to_dict
 
 
 class LimitsBody(BaseModel):
-    """Limits of a key or of one model of a key; ``null`` is unlimited."""
+    """Limits of a key or of one model of a key; ``null`` is unlimited.
+
+    JSON integers only: ``false`` or ``"5"`` are refused, never read as 0 or 5.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    requests_per_minute: int | None = Field(default=None, ge=0)
-    tokens_per_minute: int | None = Field(default=None, ge=0)
-    tokens_per_day: int | None = Field(default=None, ge=0)
-    max_concurrent: int | None = Field(default=None, ge=0)
+    requests_per_minute: Count | None = None
+    tokens_per_minute: Count | None = None
+    tokens_per_day: Count | None = None
+    max_concurrent: Count | None = None
 
     def to_limits(self) -> Limits:
         return Limits(**self.model_dump())
@@ -69,12 +74,10 @@ def _bearer(authorization: str | None) -> str | None:
 def _admin_guard(admin_key: str | None) -> Any:
     expected = admin_key.encode() if admin_key else None
 
-    async def require_admin(
-        authorization: Annotated[str | None, Header()] = None,
-    ) -> None:
+    async def require_admin(request: Request) -> None:
         if expected is None:
             raise NotFound("Not found.")
-        token = _bearer(authorization)
+        token = _bearer(request.headers.get("authorization"))
         if token is None or not hmac.compare_digest(token.encode(), expected):
             raise AuthenticationFailed("Invalid admin key.")
 
@@ -84,11 +87,14 @@ def _admin_guard(admin_key: str | None) -> Any:
 def create_admin_router(backend: RedisQuotaBackend, admin_key: str | None) -> APIRouter:
     """The ``/admin/keys`` routes over ``backend.keys``, guarded by ``admin_key``."""
     router = APIRouter(
-        prefix="/admin/keys", tags=["admin"], dependencies=[Depends(_admin_guard(admin_key))]
+        prefix="/admin/keys",
+        tags=["admin"],
+        dependencies=[Depends(_admin_guard(admin_key))],
+        responses=errors(401, 404, 503),
     )
     keys = backend.keys
 
-    @router.post("", status_code=201)
+    @router.post("", status_code=201, responses=errors(400, 413))
     async def create_key(body: CreateKeyBody) -> dict[str, Any]:
         try:
             secret, key = await keys.create(
@@ -116,7 +122,7 @@ def create_admin_router(backend: RedisQuotaBackend, admin_key: str | None) -> AP
     async def revoke_key(key_id: str) -> dict[str, Any]:
         return key_to_dict(await keys.revoke(key_id))
 
-    @router.put("/{key_id}/limits")
+    @router.put("/{key_id}/limits", responses=errors(400, 413))
     async def set_limits(key_id: str, body: SetLimitsBody) -> dict[str, Any]:
         models = body.model_limits
         key = await keys.set_limits(

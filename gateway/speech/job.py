@@ -90,18 +90,22 @@ def _number(fields: Sequence[tuple[str, str]], name: str, kind: type[float] | ty
     return value
 
 
-def _max_tokens(fields: Sequence[tuple[str, str]], limit: int) -> int | None:
-    name = next((n for n in ("max_completion_tokens", "max_tokens") if _last(fields, n)), None)
-    if name is None:
-        return None
+def _token_cap(fields: Sequence[tuple[str, str]], name: str, limit: int) -> int:
     value = int(_number(fields, name, int))
     if value > limit:
         raise InvalidRequest(
-            f"max_tokens is {value}; at most {limit} is accepted.",
+            f"{name} is {value}; at most {limit} is accepted.",
             param=name,
             code="max_tokens_too_large",
         )
     return value
+
+
+def _max_tokens(fields: Sequence[tuple[str, str]], limit: int) -> int | None:
+    """``max_completion_tokens``, else ``max_tokens``; each one sent is checked."""
+    names = [n for n in ("max_completion_tokens", "max_tokens") if _last(fields, n)]
+    caps = [_token_cap(fields, name, limit) for name in names]
+    return caps[0] if caps else None
 
 
 def _stream(fields: Sequence[tuple[str, str]]) -> bool:

@@ -5,6 +5,8 @@ the request's state (``request.state.telemetry``; the request path writes which 
 served it and with which capability), watches the response for its status and, for
 event streams, its first body chunk, and counts the request when the answer is over,
 however it ended. Operational endpoints (``/healthz``, ``/metrics``, ...) are not counted.
+A request refused before routing (by the header or body checks) is counted under the
+route its path matches.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from starlette.requests import Request
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.metrics import NO_MODEL, GatewayMetrics
@@ -36,9 +39,17 @@ def request_facts(request: Request) -> RequestFacts:
 
 
 def _route(scope: Scope) -> str:
-    route = scope.get("route")
+    route = scope.get("route") or _matching_route(scope)
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
+
+
+def _matching_route(scope: Scope) -> object | None:
+    """The app's route for the path, for a request answered before it was routed."""
+    for route in getattr(getattr(scope.get("app"), "router", None), "routes", ()):
+        if route.matches(scope)[0] is Match.FULL:
+            return route
+    return None
 
 
 class RequestMetricsMiddleware:

@@ -6,9 +6,9 @@ upstream HTTP span from the aiohttp client instrumentation)::
     POST /v1/chat/completions                      server span (honours traceparent)
     ├── gateway.auth                               API key check
     ├── gateway.route                              capabilities, candidates
-    ├── gateway.media                              image/audio validation (if any media)
     ├── gateway.upstream                           chosen model, fallback
     │   ├── gateway.quota.admit                    one per candidate tried
+    │   ├── gateway.media                          media checks, once, after the first admission
     │   └── POST                                   aiohttp client span -> Ray Serve -> vLLM
     └── gateway.quota.settle | gateway.quota.release
 

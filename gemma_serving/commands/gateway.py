@@ -1,9 +1,11 @@
 """``gemma-serving gateway``: the OpenAI-compatible gateway, run by uvicorn.
 
 Settings come from ``GATEWAY_*`` environment variables (see ``gateway.settings``);
-``--host``, ``--port`` and ``--upstream`` override the matching ones. Logs are JSON
-lines with the request's trace id (``gateway.telemetry.logs``); traces are exported when
-the standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
+``--host``, ``--port`` and ``--upstream`` override the matching ones; uvicorn runs the
+gateway's HTTP protocol (``gateway.server.protocol``: header, idle and unread-body
+deadlines from ``GATEWAY_SERVER__*``). Logs are JSON lines with the request's trace id
+(``gateway.telemetry.logs``); traces are exported when the standard
+``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def gateway_command(
     """Run the gateway in front of the serving application."""
     import uvicorn
 
+    from gateway.server.protocol import IMPORT_STRING
     from gateway.settings import GatewaySettings
     from gateway.telemetry.logs import log_config
 
@@ -36,6 +39,7 @@ def gateway_command(
     uvicorn.run(
         "gateway.app:create_app_from_env",
         factory=True,
+        http=IMPORT_STRING,
         host=settings.host,
         port=settings.port,
         workers=workers,

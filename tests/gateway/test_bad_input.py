@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.gateway.conftest import MAX_BODY, MAX_MESSAGES
+from tests.gateway_media.craft import animated_webp
 from tests.support.media import png_bytes, wav_base64
 
 USER = {"role": "user", "content": "hi"}
@@ -155,6 +156,9 @@ def test_codes_name_the_problem(http: httpx.Client) -> None:
         "unknown_parameter": chat(frobnicate=1),
         "model_not_found": chat(model="nope"),
         "model_capability_missing": chat("gemma-3-270m", image(data_url(png_bytes()))),
+        "image_too_large_to_decode": chat(
+            messages=image(data_url(animated_webp(4096, 4096, 32), "image/webp"))
+        ),
         "context_length_exceeded": chat(
             "gemma-3-270m", [{"role": "user", "content": "x" * 20_000}]
         ),

@@ -107,6 +107,17 @@ def test_stream_settles_with_usage_once(client: httpx.Client, gate: RecordingGat
     assert finishes(gate) == [("settle", "gemma-3-270m", 12)]
 
 
+def test_media_refused_after_admission_releases_it(
+    client: httpx.Client, gate: RecordingGate
+) -> None:
+    part = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    body = {"model": "auto", "messages": [{"role": "user", "content": [part]}]}
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_image"
+    assert [c[0] for c in gate.calls] == ["admit", "release"]
+
+
 def test_fallback_releases_the_failed_admission(
     client: httpx.Client, gate: RecordingGate, stub: StubUpstream
 ) -> None:

@@ -118,3 +118,34 @@ def _two_byte_sizes(webm: bytes) -> list[tuple[bytes, int]]:
         if at >= 0:
             found.append((element, int.from_bytes(webm[at + 2 : at + 4], "big")))
     return found
+
+
+def _riff_chunk(kind: bytes, data: bytes) -> bytes:
+    pad = b"\0" if len(data) % 2 else b""
+    return kind + struct.pack("<I", len(data)) + data + pad
+
+
+def _u24(value: int) -> bytes:
+    return struct.pack("<I", value)[:3]
+
+
+def animated_webp(width: int, height: int, frames: int) -> bytes:
+    """An animated WebP on a ``width`` x ``height`` canvas whose frames are 1x1 pixel.
+
+    A few dozen bytes a frame whatever the canvas, as a decompression bomb is: Pillow
+    opens it on the canvas, and decoding its first frame allocates canvases of that size.
+    """
+    still = io.BytesIO()
+    Image.new("RGBA", (1, 1), (255, 0, 0, 255)).save(still, format="WEBP", lossless=True)
+    vp8l = still.getvalue()[12:]  # the VP8L chunk after the RIFF/WEBP header
+    assert vp8l[:4] == b"VP8L"
+    animation_and_alpha = 0x12
+    vp8x = bytes([animation_and_alpha, 0, 0, 0]) + _u24(width - 1) + _u24(height - 1)
+    frame = _u24(0) * 4 + _u24(100) + b"\0" + vp8l  # at 0,0, 1x1, 100 ms
+    body = (
+        b"WEBP"
+        + _riff_chunk(b"VP8X", vp8x)
+        + _riff_chunk(b"ANIM", b"\0" * 6)
+        + _riff_chunk(b"ANMF", frame) * frames
+    )
+    return b"RIFF" + struct.pack("<I", len(body)) + body

@@ -46,3 +46,15 @@ def test_environment_takes_json_or_comma_separated_lists(monkeypatch: pytest.Mon
 def test_unusable_values_are_refused(field: str, value: object):
     with pytest.raises(ValidationError):
         MediaSettings.model_validate({field: value})
+
+
+def test_decode_memory_defaults_and_environment(monkeypatch: pytest.MonkeyPatch):
+    defaults = MediaSettings()
+    assert defaults.max_image_decode_bytes == 3 * 4096 * 4096 * 4  # a still 4096^2 WebP
+    assert (defaults.max_decode_memory_bytes, defaults.decode_memory_wait) == (384 << 20, 10.0)
+    monkeypatch.setenv("GATEWAY_MEDIA__MAX_IMAGE_DECODE_BYTES", "1000")
+    monkeypatch.setenv("GATEWAY_MEDIA__MAX_DECODE_MEMORY_BYTES", "2000")
+    monkeypatch.setenv("GATEWAY_MEDIA__DECODE_MEMORY_WAIT", "0.5")
+    media = GatewayLike().media
+    assert (media.max_image_decode_bytes, media.max_decode_memory_bytes) == (1000, 2000)
+    assert media.decode_memory_wait == 0.5

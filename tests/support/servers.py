@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -19,8 +20,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp, *, port: int | None = None) -> Iterator[str]:
-    """Serve ``app`` until the block ends; yields its base URL."""
+def serve_in_thread(
+    app: ASGIApp, *, port: int | None = None, http: type[asyncio.Protocol] | str = "auto"
+) -> Iterator[str]:
+    """Serve ``app`` until the block ends (``http``: uvicorn's protocol); yields its base URL."""
     port = port or free_port()
     # Idle connections are kept 90 s, as Ray Serve's proxy keeps them: with uvicorn's 5 s,
     # shorter than a client pool's expiry, a reused connection can race the server's close.
@@ -31,6 +34,7 @@ def serve_in_thread(app: ASGIApp, *, port: int | None = None) -> Iterator[str]:
         log_level="warning",
         lifespan="on",
         timeout_keep_alive=90,
+        http=http,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

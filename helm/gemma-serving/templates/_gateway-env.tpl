@@ -26,6 +26,25 @@ longest stream for open responses, inside terminationGracePeriodSeconds. */}}
 {{ include "gemma-serving.gateway.redisEnv" . }}
 - name: GATEWAY_LIMITS__MAX_BODY_BYTES
   value: {{ $gw.limits.maxRequestBytes | int64 | quote }}
+- name: GATEWAY_LIMITS__BODY_BYTES_IN_FLIGHT
+  value: {{ $gw.limits.bodyBytesInFlight | int64 | quote }}
+- name: GATEWAY_LIMITS__PEER_BODY_BYTES_IN_FLIGHT
+  value: {{ $gw.limits.peerBodyBytesInFlight | int64 | quote }}
+- name: GATEWAY_LIMITS__BODY_TIMEOUT
+  value: {{ $gw.limits.bodyTimeoutSeconds | quote }}
+- name: GATEWAY_LIMITS__BODY_STALL_TIMEOUT
+  value: {{ $gw.limits.bodyStallSeconds | quote }}
+{{- /* The gateway's HTTP protocol (the image's uvicorn --http) reads GATEWAY_SERVER__*. */}}
+- name: GATEWAY_SERVER__HEADER_TIMEOUT
+  value: {{ $gw.server.headerTimeoutSeconds | quote }}
+- name: GATEWAY_SERVER__KEEP_ALIVE_TIMEOUT
+  value: {{ $gw.server.keepAliveSeconds | quote }}
+- name: GATEWAY_SERVER__UNREAD_BODY_TIMEOUT
+  value: {{ $gw.server.unreadBodySeconds | quote }}
+- name: GATEWAY_SERVER__MAX_HEADER_BYTES
+  value: {{ $gw.server.maxHeaderBytes | int64 | quote }}
+- name: GATEWAY_SERVER__MAX_CONNECTIONS
+  value: {{ $gw.server.maxConnections | int64 | quote }}
 - name: GATEWAY_FALLBACK_NAMED_MODELS
   value: {{ $gw.routing.fallbackNamedModels | quote }}
 - name: GATEWAY_READY_CAPABILITIES
