@@ -201,13 +201,13 @@ def test_an_abandoned_stream_is_charged_the_usage_reported_so_far_and_frees_its_
                 break
     assert stub.wait_cancelled()
     stub.knobs.chunk_delay = 0.0
-    following = _until_admitted(http, key["key"])
+    following = until_admitted(http, key["key"])
     reported = stub.reported[-1]["total_tokens"]
     assert reported < 7 + 5
     assert after_admission - remaining_tokens(following) == reported
 
 
-def _until_admitted(http: httpx.Client, secret: str) -> httpx.Response:
+def until_admitted(http: httpx.Client, secret: str) -> httpx.Response:
     """The next request once the single concurrency slot is free again (10 s at most)."""
     deadline = time.monotonic() + 10
     while True:
@@ -231,7 +231,7 @@ def test_the_concurrency_lease_is_released_after_a_disconnect(
         next(line for line in s.iter_lines() if line.startswith("data:"))
     assert stub.wait_cancelled()
     stub.knobs.chunk_delay = 0.0
-    assert _until_admitted(http, key["key"]).json()["choices"][0]["message"]["content"] == ANSWER
+    assert until_admitted(http, key["key"]).json()["choices"][0]["message"]["content"] == ANSWER
 
 
 def test_admin_api_is_absent_without_an_admin_key(stub: StubUpstream, key_prefix: str) -> None:
