@@ -22,7 +22,7 @@ import anyio
 import httpx
 import pytest
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, stop, wait_ready
 from tests.support.shared_redis import SHARED_REDIS_URL, delete_prefix
 from tests.support.stub_upstream import TEXT_MODEL, StubUpstream
 
@@ -62,29 +62,11 @@ def gateway_url(stub: StubUpstream) -> Iterator[str]:
     process = subprocess.Popen(command, env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, process)
+        wait_ready(url, process, timeout=120)  # four workers import the app
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        stop(process)
         delete_prefix(prefix)
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 120  # four processes import the app on a shared machine
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the gateway workers exited"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the gateway workers did not become ready")
 
 
 async def _round(client: httpx.AsyncClient, secret: str) -> list[Call]:

@@ -28,7 +28,7 @@ import psutil
 import pytest
 from anyio.abc import SocketStream
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, stop, wait_ready
 from tests.support.shared_redis import SHARED_REDIS_URL, unique_prefix
 from tests.support.stub_upstream import TEXT_MODEL, StubUpstream
 
@@ -74,26 +74,10 @@ def gateway_process(stub: StubUpstream, env: dict[str, str]) -> Iterator[Gateway
     process = subprocess.Popen(command, env=full_env, cwd=ROOT, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, process)
+        wait_ready(url, process)
         yield Gateway(url, port, psutil.Process(process.pid))
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the gateway exited"
-        with suppress(httpx.TransportError):
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise AssertionError("the gateway did not become ready")
+        stop(process)
 
 
 @pytest.fixture
