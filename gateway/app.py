@@ -89,6 +89,7 @@ def _batch_service(
     settings: GatewaySettings,
     quota: QuotaParts,
     registry: ModelRegistry,
+    metrics: GatewayMetrics,
     engines: Callable[[], BatchEngine] | None,
 ) -> BatchService | None:
     """The Batch API, when enabled and the Redis backend holds keys (it keeps its data there)."""
@@ -97,7 +98,7 @@ def _batch_service(
         return None
     from gateway.batches.lifecycle import build_batches
 
-    return build_batches(settings, backend, keys, registry, engines)
+    return build_batches(settings, backend, keys, registry, metrics, engines)
 
 
 async def _build_state(
@@ -165,7 +166,7 @@ def create_app(
             quota = await _quota_parts(app, settings, stack, key_store, quota_gate)
             state = await _build_state(app, settings, metrics, stack, quota, provider)
             app.state.gateway = state
-            batches = _batch_service(settings, quota, state.registry, batch_engines)
+            batches = _batch_service(settings, quota, state.registry, metrics, batch_engines)
             app.state.batches = batches
             await state.registry.refresh()
             async with anyio.create_task_group() as group:

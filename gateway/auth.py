@@ -15,6 +15,7 @@ from starlette.types import Scope
 
 from gateway.errors import AuthenticationFailed, PermissionDenied
 from gateway.quotas.protocol import Admission, ApiKey, KeyStore
+from gateway.telemetry.http_metrics import request_facts
 
 ANONYMOUS = ApiKey(key_id="anonymous", tenant="anonymous")
 STATE_KEY = "api_key"
@@ -69,9 +70,13 @@ def remembered(scope: Scope) -> ApiKey | None:
 
 
 async def authenticate(request: Request, keys: KeyStore) -> ApiKey:
+    """The request's key (its tenant noted for the request's metrics)."""
     if isinstance(keys, AnonymousKeys):
-        return ANONYMOUS
-    return remembered(request.scope) or await keys.authenticate(bearer_secret(request.headers))
+        key = ANONYMOUS
+    else:
+        key = remembered(request.scope) or await keys.authenticate(bearer_secret(request.headers))
+    request_facts(request).tenant = key.tenant
+    return key
 
 
 def check_capabilities(key: ApiKey, capabilities: Iterable[str]) -> None:

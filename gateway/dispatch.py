@@ -41,7 +41,7 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import NO_MODEL, GatewayMetrics
 from gateway.model_info import ModelInfo
 from gateway.quotas.protocol import Admission, ApiKey, QuotaGate
 from gateway.routing import Route
@@ -79,6 +79,7 @@ class Exchange:
     model: ModelInfo
     response: aiohttp.ClientResponse
     ticket: Ticket
+    tenant: str = NO_MODEL
 
 
 @dataclass
@@ -130,7 +131,7 @@ class Dispatcher:
             raise
         if response.status >= 500:
             self.registry.poke()
-        return Exchange(model, response, ticket)
+        return Exchange(model, response, ticket, key.tenant)
 
     async def _prepare(self, ticket: Ticket, prepare: Prepare) -> None:
         """``prepare`` under the admission; whatever ends it early releases the admission."""

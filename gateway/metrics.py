@@ -15,9 +15,16 @@ Exported on ``GET /metrics`` (names as Prometheus sees them)::
     gateway_stream_errors_total{served}, gateway_client_disconnects_total{served}
     gateway_media_decodes_total{kind}                          image, audio, video parts decoded
     gateway_media_decode_reserved_bytes                        decode memory held by decodes now
+    gateway_tenant_requests_total{tenant, model, status}       every /v1 request, by key tenant
+    gateway_tenant_tokens_total{tenant, model, direction}      engine usage, by key tenant
+    gateway_batches_active{status}                             unfinished batches, at each look
+    gateway_batches_finished_total{status}                     batches ended: completed, ...
+    gateway_batch_lines_total{outcome="completed"|"failed"}    batch lines journalled
 
 ``model`` is the model that served the request (``none`` when it was refused before a
 model was chosen): a name from ``/v1/models``, never the raw ``model`` field a client sent.
+``tenant`` is the API key's tenant (``none`` before a key was authenticated): a name an
+operator gave, so its cardinality is the deployment's tenants, never the clients'.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ class GatewayMetrics:
         self._stream_metrics()
         self._health_metrics()
         self._media_metrics()
+        self._tenant_metrics()
+        self._batch_metrics()
 
     def _request_metrics(self) -> None:
         self.requests = Counter(
@@ -173,7 +182,43 @@ class GatewayMetrics:
         """Read ``gateway_media_decode_reserved_bytes`` from ``reserved`` at every scrape."""
         self.media_decode_reserved.set_function(reserved)
 
-    def observe_usage(self, model: str, usage: Mapping[str, Any] | None) -> None:
+    def _tenant_metrics(self) -> None:
+        self.tenant_requests = Counter(
+            "gateway_tenant_requests",
+            "API requests answered, by the key's tenant, serving model and HTTP status.",
+            ["tenant", "model", "status"],
+            registry=self.registry,
+        )
+        self.tenant_tokens = Counter(
+            "gateway_tenant_tokens",
+            "Tokens the engines reported, by the key's tenant, model and direction.",
+            ["tenant", "model", "direction"],
+            registry=self.registry,
+        )
+
+    def _batch_metrics(self) -> None:
+        self.batches_active = Gauge(
+            "gateway_batches_active",
+            "Unfinished batches by status, as the batch supervisor last saw them.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.batches_finished = Counter(
+            "gateway_batches_finished",
+            "Batches this gateway ended, by final status.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.batch_lines = Counter(
+            "gateway_batch_lines",
+            "Batch lines this gateway's jobs journalled, by outcome (completed or failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def observe_usage(
+        self, model: str, usage: Mapping[str, Any] | None, tenant: str = NO_MODEL
+    ) -> None:
         """Count the prompt and completion tokens of an engine ``usage`` object."""
         if not usage:
             return
@@ -181,3 +226,9 @@ class GatewayMetrics:
             value = usage.get(field)
             if isinstance(value, int) and value > 0:
                 self.tokens.labels(model, direction).inc(value)
+                self.tenant_tokens.labels(tenant, model, direction).inc(value)
+
+    def set_active_batches(self, statuses: Mapping[str, int]) -> None:
+        """Set ``gateway_batches_active``; statuses no longer seen drop to 0."""
+        for status in ("validating", "in_progress", "finalizing", "cancelling"):
+            self.batches_active.labels(status).set(statuses.get(status, 0))

@@ -298,7 +298,7 @@ class Proxy:
         return JSONResponse(body, headers=headers)
 
     def _record_usage(self, exchange: Exchange, usage: Mapping[str, Any] | None) -> None:
-        self.metrics.observe_usage(exchange.model.id, usage)
+        self.metrics.observe_usage(exchange.model.id, usage, exchange.tenant)
         spans.record_usage(trace.get_current_span(), usage)
 
     def _relay(

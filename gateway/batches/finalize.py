@@ -41,6 +41,7 @@ from gateway.batches.objects import (
 )
 from gateway.batches.store import BatchStore
 from gateway.batches.tally import Usage, split_journal
+from gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,18 @@ class Finalizer:
     """Ends batches: output files from the journal, its tokens charged, the final status."""
 
     def __init__(
-        self, store: BatchStore, storage: FileStorage, clock: Clock, charges: BatchCharges
+        self,
+        store: BatchStore,
+        storage: FileStorage,
+        clock: Clock,
+        charges: BatchCharges,
+        metrics: GatewayMetrics,
     ) -> None:
         self.store = store
         self.storage = storage
         self.clock = clock
         self.charges = charges
+        self.metrics = metrics
 
     def _output_record(self, record: BatchRecord, file_id: str, kind: str) -> FileRecord:
         created = self.clock.now()
@@ -110,6 +117,7 @@ class Finalizer:
             fields["errors"] = json.dumps(errors)
         before = await self.store.transition(record.id, status, allowed, fields)
         if before in allowed:
+            self.metrics.batches_finished.labels(status).inc()
             self.storage.journal(record.id).unlink(missing_ok=True)
             log.info("batch %s %s: %s", record.id, status, counts.request_counts())
 

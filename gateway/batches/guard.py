@@ -8,6 +8,11 @@ charged yet (``gateway.batches.charges``; a runner that dies before it does leav
 charge to the next reconcile, so a journalled block is charged once), and raises one of
 the exceptions below to end the run; everything journalled so far stays done.
 
+A run that must end while a block is in flight (the batch cancelled or past its window,
+the gateway stopping, the lease lost) has its engine aborted by the job
+(``gateway.batches.jobs``): the aborted results are left out of the block, so they are
+neither journalled nor charged, and the ``after`` that follows ends the run.
+
     JobStopped        the run ends early
     ├── JobCancelled  the batch was cancelled: finalize what is done
     ├── JobExpired    the batch is past its completion window: expire it
@@ -64,12 +69,16 @@ class GuardedEngine:
         seen = 0
         try:
             for block in blocks:
-                yield block
-                seen += len(block)
-                self.control.after(variant, block, more=seen < len(requests))
+                done = [r for r in block if not r.aborted]
+                yield done
+                seen += len(done)
+                self.control.after(variant, done, more=seen < len(requests))
         finally:
             if isinstance(blocks, Generator):
                 blocks.close()
+
+    def abort(self) -> None:
+        self.engine.abort()
 
     def close(self) -> None:
         self.engine.close()

@@ -15,9 +15,12 @@ the counts, charges the owner's day what the journal holds beyond what the batch
 charged (``charges``: a block journalled by a runner that died before charging it is
 charged by the next reconcile, none twice), and ends the run when the batch is
 cancelled, past its window, the day's tokens are spent, or this runner must stop
-(shutdown or lost lease; the job is then left as it is for the next runner). Before a
-variant starts it reconciles the whole journal. Finalizing splits the journal into the
-output and error files, which belong to the batch's owner, and reconciles once more.
+(shutdown or lost lease; the job is then left as it is for the next runner). While a
+block is in flight the job looks every ``stop_check_interval`` whether it must end, and
+if so aborts the engine's requests (``BatchEngine.abort``): the block comes back without
+them, and the run ends at once. Before a variant starts it reconciles the whole journal.
+Finalizing splits the journal into the output and error files, which belong to the
+batch's owner, and reconciles once more.
 """
 
 from __future__ import annotations
@@ -43,11 +46,13 @@ from gateway.batches.guard import (
     JobCancelled,
     JobExpired,
     JobInterrupted,
+    JobStopped,
 )
 from gateway.batches.objects import ACTIVE, BatchRecord, Counts, counts_fields
 from gateway.batches.store import BatchStore
 from gateway.batches.tally import JournalTally, Usage
 from gateway.errors import NotFound, QuotaExhausted, ServiceUnavailable
+from gateway.metrics import GatewayMetrics
 from gateway.quotas.gate import DayCharge
 from gateway.quotas.protocol import ApiKey
 
@@ -70,6 +75,8 @@ class JobContext:
     limiter: anyio.CapacityLimiter
     stopping: threading.Event
     clock: Clock
+    metrics: GatewayMetrics
+    stop_check_interval: float = 0.5
 
 
 class BlockControl:
@@ -92,15 +99,60 @@ class BlockControl:
         self.key = key
         self.lost = lost
         self.tally = tally
+        self._engine: GuardedEngine | None = None
+        self._aborting = False
+        self._engine_lock = threading.Lock()
 
-    async def _check(self, day: DayCharge) -> None:
+    def engine(self) -> GuardedEngine:
+        """The run's engine (built in the job's thread); aborted at once if the run must end."""
+        engine = GuardedEngine(self.ctx.engines(), self)
+        with self._engine_lock:
+            self._engine = engine
+            aborting = self._aborting
+        if aborting:
+            engine.abort()
+        return engine
+
+    def abort(self) -> None:
+        """Abort the engine's requests in flight (from any thread; the engine may not exist yet)."""
+        with self._engine_lock:
+            self._aborting = True
+            engine = self._engine
+        if engine is not None:
+            engine.abort()
+
+    async def abort_when_stopped(self) -> None:
+        """Beside the job's thread: abort the engine once the run must end."""
+        while True:
+            await anyio.sleep(self.ctx.stop_check_interval)
+            try:
+                stopped = await self.stopped()
+            except ServiceUnavailable:
+                continue  # the store is away: the next block's check decides
+            if stopped is not None:
+                break
+        log.info(
+            "batch %s must stop (%s): aborting its requests in flight",
+            self.batch_id,
+            type(stopped).__name__,
+        )
+        await anyio.to_thread.run_sync(self.abort)
+
+    async def stopped(self) -> JobStopped | None:
+        """Why the run must end now (the day's tokens aside), or None."""
         if self.ctx.stopping.is_set() or self.lost.is_set():
-            raise JobInterrupted(self.batch_id)
+            return JobInterrupted(self.batch_id)
         record = await self.ctx.store.get_batch(self.batch_id)
         if record is None or record.status == "cancelling":
-            raise JobCancelled(self.batch_id)
+            return JobCancelled(self.batch_id)
         if record.overdue(self.ctx.clock.now()):
-            raise JobExpired(self.batch_id)
+            return JobExpired(self.batch_id)
+        return None
+
+    async def _check(self, day: DayCharge) -> None:
+        stopped = await self.stopped()
+        if stopped is not None:
+            raise stopped
         if day.exhausted:
             raise QuotaExhausted(
                 "The API key's tokens per day are spent; the batch stopped.",
@@ -130,19 +182,34 @@ class BlockControl:
 
 
 class StoreProgress(Progress):
-    """Publishes the journal's counts to the batch record after every block."""
+    """Publishes the journal's counts to the batch record after every block.
 
-    def __init__(self, store: BatchStore, batch_id: str, tally: JournalTally) -> None:
+    The lines this run journalled are counted in ``gateway_batch_lines_total`` (those of
+    earlier runs, read back at the start, are not counted again).
+    """
+
+    def __init__(
+        self, store: BatchStore, batch_id: str, tally: JournalTally, metrics: GatewayMetrics
+    ) -> None:
         self.store = store
         self.batch_id = batch_id
         self.tally = tally
+        self.metrics = metrics
+        self._seen: Counts | None = None
 
     def start(self, total: int, initial: int) -> None:
         self.tally.restart()
         self.advance(initial, 0)
 
     def advance(self, lines: int, tokens: int) -> None:
-        from_thread.run(self.store.set_counts, self.batch_id, self.tally.update())
+        counts = self.tally.update()
+        if self._seen is not None:
+            self.metrics.batch_lines.labels("completed").inc(
+                counts.completed - self._seen.completed
+            )
+            self.metrics.batch_lines.labels("failed").inc(counts.failed - self._seen.failed)
+        self._seen = counts
+        from_thread.run(self.store.set_counts, self.batch_id, counts)
 
 
 def count_requests(path: Path) -> int:
@@ -186,8 +253,8 @@ def _run(
         ctx.storage.path(record.input_file_id),
         control.tally.path,
         planner=planner,
-        engine_factory=lambda: GuardedEngine(ctx.engines(), control),
-        progress=StoreProgress(ctx.store, record.id, control.tally),
+        engine_factory=control.engine,
+        progress=StoreProgress(ctx.store, record.id, control.tally, ctx.metrics),
     )
 
 
@@ -228,6 +295,20 @@ async def run_job(
     await _run_thread(ctx, started, planner, control, thread_done)
 
 
+async def _run_aborting(ctx: JobContext, work: Callable[[], None], control: BlockControl) -> None:
+    """Run ``work`` in a thread, aborting the engine once the run must end."""
+    failure: BaseException | None = None
+    async with anyio.create_task_group() as group:
+        group.start_soon(control.abort_when_stopped)
+        try:
+            await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=ctx.limiter)
+        except Exception as exc:  # re-raised outside the group, as it came
+            failure = exc
+        group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+
+
 async def _run_thread(
     ctx: JobContext,
     record: BatchRecord,
@@ -243,7 +324,7 @@ async def _run_thread(
 
     thread_done.clear()
     try:
-        await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=ctx.limiter)
+        await _run_aborting(ctx, work, control)
     except JobCancelled:
         await ctx.finalizer.finalize(record, "cancelled", allowed=["cancelling"])
     except JobExpired:

@@ -17,6 +17,7 @@ from gateway.batches.planner import KeyedPlanner
 from gateway.batches.service import BatchService
 from gateway.batches.store import BatchStore
 from gateway.batches.supervisor import Supervisor
+from gateway.metrics import GatewayMetrics
 from gateway.quotas.backend import RedisQuotaBackend
 from gateway.quotas.protocol import ApiKey, KeyStore
 from gateway.settings import GatewaySettings
@@ -28,6 +29,7 @@ def build_batches(
     backend: RedisQuotaBackend,
     keys: KeyStore,
     registry: ModelRegistry,
+    metrics: GatewayMetrics,
     engines: EngineFactory | None = None,
 ) -> BatchService:
     """The Batch API on the quota Redis; jobs run on ``engines`` (default: ``ServeEngines``)."""
@@ -57,10 +59,12 @@ def build_batches(
         charges=charges,
         engines=engines or ServeEngines(settings.batches),
         planner_for=planner_for,
-        finalizer=Finalizer(store, storage, clock, charges),
+        finalizer=Finalizer(store, storage, clock, charges, metrics),
         limiter=anyio.CapacityLimiter(settings.batches.max_concurrent_jobs),
         stopping=threading.Event(),
         clock=clock,
+        metrics=metrics,
+        stop_check_interval=settings.batches.stop_check_interval,
     )
 
     def ready() -> bool:

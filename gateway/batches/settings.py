@@ -68,6 +68,13 @@ class BatchSettings(BaseModel):
     poll_interval: float = Field(
         default=5.0, gt=0, description="Seconds between looks for batches waiting to run."
     )
+    stop_check_interval: float = Field(
+        default=0.5,
+        gt=0,
+        description="Seconds between a running job's looks at whether it must stop "
+        "(cancelled, past its window, shutdown, lease lost) while a block is in flight; "
+        "when it must, the block's requests are aborted in the engines.",
+    )
     shutdown_grace: float = Field(
         default=10.0,
         ge=0,

@@ -27,7 +27,7 @@ room cannot both pass; ``delete_file.lua`` frees it, once however often it runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
@@ -239,6 +239,16 @@ class BatchStore:
     async def active_ids(self) -> list[str]:
         """Unfinished batches, oldest first."""
         return [_text(i) for i in await self._call(self._redis.zrange(self._key("active"), 0, -1))]
+
+    async def statuses(self, batch_ids: Sequence[str]) -> list[str]:
+        """The status of each batch (one pipelined call; "" for a batch gone)."""
+        if not batch_ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for batch_id in batch_ids:
+                pipe.hget(self._key("batch", batch_id), "status")
+            found: list[Any] = await self._call(pipe.execute())
+        return ["" if v is None else _text(v) for v in found]
 
     async def overdue_ids(self, now: int) -> list[str]:
         """Unfinished batches past their completion window at ``now``, oldest first."""

@@ -8,9 +8,11 @@ next block. So a batch whose runner died (gateway killed, node lost) is resumed 
 first supervisor that looks after its lease expired - the restarted gateway included -
 and a job left by a clean shutdown (its lease released) is resumed at once.
 
-Jobs only start once the model list is known (``ready``): routing a batch's lines
-against an empty list would refuse them all. Before each look, the ``Sweeper`` expires
-batches past their completion window that nobody runs, and purges expired files.
+Each look also publishes how many unfinished batches stand in each status
+(``gateway_batches_active``). Jobs only start once the model list is known (``ready``):
+routing a batch's lines against an empty list would refuse them all. Before each look,
+the ``Sweeper`` expires batches past their completion window that nobody runs, and
+purges expired files.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+from collections import Counter
 from collections.abc import Callable
 
 import anyio
@@ -71,7 +74,9 @@ class Supervisor:
             await self.sweeper.sweep(self.running)
             if not self.ready():
                 return
-            waiting = [b for b in await self.ctx.store.active_ids() if b not in self.running]
+            active = await self.ctx.store.active_ids()
+            self.ctx.metrics.set_active_batches(Counter(await self.ctx.store.statuses(active)))
+            waiting = [b for b in active if b not in self.running]
             for batch_id in waiting:
                 if len(self.running) >= self.settings.max_concurrent_jobs:
                     return

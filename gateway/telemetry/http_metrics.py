@@ -26,10 +26,11 @@ COUNTED_PREFIX = "/v1/"
 
 @dataclass
 class RequestFacts:
-    """What the request path learned: the serving model and the request's capability."""
+    """What the request path learned: the serving model, the capability, the key's tenant."""
 
     model: str = NO_MODEL
     capability: str = NO_MODEL
+    tenant: str = NO_MODEL
 
 
 def request_facts(request: Request) -> RequestFacts:
@@ -75,6 +76,7 @@ class RequestMetricsMiddleware:
         route = _route(scope)
         status = str(watch.status)
         self.metrics.requests.labels(route, facts.model, facts.capability, status).inc()
+        self.metrics.tenant_requests.labels(facts.tenant, facts.model, status).inc()
         self.metrics.duration.labels(route, facts.model).observe(watch.elapsed())
         if watch.first_event is not None:
             self.metrics.time_to_first_token.labels(route, facts.model).observe(

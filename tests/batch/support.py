@@ -87,5 +87,8 @@ class EchoEngine:
             self.blocks += 1
             yield [self._result(r) for r in requests[start : start + self.block]]
 
+    def abort(self) -> None:
+        raise AssertionError("nothing aborts a command-line run")
+
     def close(self) -> None:
         self.closed = True

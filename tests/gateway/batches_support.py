@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import redis
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 
 from batch.engine import EngineResult
 from batch.requests import PromptRequest
@@ -34,7 +35,8 @@ class ScriptedEngine:
     """A ``BatchEngine`` answering ``echo <custom_id>`` (5 + 2 tokens), ``block`` per block.
 
     After ``pause_after`` blocks it waits, before each further block, until ``resume()``
-    is true (a test decides when the job may go on).
+    is true (a test decides when the job may go on) or it is aborted: a block in flight
+    when ``abort`` is called, and every later one, comes back aborted.
     """
 
     def __init__(
@@ -48,10 +50,11 @@ class ScriptedEngine:
         self.resume = resume
         self.calls: list[tuple[str, list[str]]] = []
         self.closed = threading.Event()
+        self.aborted = threading.Event()
 
     def _wait(self) -> None:
         deadline = time.monotonic() + 60
-        while not self.resume():
+        while not self.resume() and not self.aborted.is_set():
             if time.monotonic() > deadline:
                 raise TimeoutError("the test never let the engine go on")
             time.sleep(0.01)
@@ -62,10 +65,16 @@ class ScriptedEngine:
             if self.pause_after is not None and number >= self.pause_after:
                 self._wait()
             chunk = requests[start : start + self.block]
+            if self.aborted.is_set():
+                yield [EngineResult(r.custom_id, aborted=True) for r in chunk]
+                continue
             yield [
                 EngineResult(r.custom_id, f"echo {r.custom_id}", PROMPT_TOKENS, COMPLETION_TOKENS)
                 for r in chunk
             ]
+
+    def abort(self) -> None:
+        self.aborted.set()
 
     def close(self) -> None:
         self.closed.set()
@@ -81,6 +90,7 @@ def settings(upstream_url: str, prefix: str, files_dir: Path, **batches: Any) ->
                 "files_dir": str(files_dir),
                 "poll_interval": 0.2,
                 "lease_ttl": 3.0,
+                "stop_check_interval": 0.1,
                 "max_file_bytes": 64 * 1024,
                 "max_lines": 50,
                 **batches,
@@ -193,3 +203,12 @@ def day_used(prefix: str, scope: str) -> int:
     finally:
         client.close()
     return int(used or 0)
+
+
+def metric(client: httpx.Client, name: str, **labels: str) -> float:
+    """One sample of the gateway's ``/metrics`` (0 when absent)."""
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0

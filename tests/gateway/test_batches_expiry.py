@@ -69,29 +69,28 @@ def _expired_lines(http: httpx.Client, key: dict[str, str], file_id: str) -> lis
     return sorted(r["custom_id"] for r in lines)
 
 
-def test_a_running_batch_expires_at_its_next_block_keeping_its_answers(
+def test_a_running_batch_expires_at_once_keeping_its_answers(
     stub: StubUpstream, tmp_path: Path, prefix: str
 ) -> None:
-    go: list[bool] = []
-    engine = ScriptedEngine(block=2, pause_after=1, resume=lambda: bool(go))
+    engine = ScriptedEngine(block=2, pause_after=1, resume=lambda: False)
     with running_gateway(settings(stub.base_url, prefix, tmp_path), engine) as (app, http):
         key = create_key(http, tokens_per_day=10_000)
         created = create_batch(http, key, upload(http, key, batch_file(10))["id"])
         assert created["expires_at"] == created["created_at"] + DAY
         assert created["expired_at"] is None
         wait_for(http, key, created["id"], lambda b: b["request_counts"]["completed"] >= 2)
-        _ahead(app, DAY)
-        go.append(True)  # the block in flight ends; the job sees the deadline passed
+        _ahead(app, DAY)  # the job sees the deadline passed and aborts the block in flight
         batch = wait_for(http, key, created["id"], finished)
+        assert engine.aborted.is_set()
         assert batch["status"] == "expired"
         assert batch["expired_at"] >= batch["expires_at"]
-        assert batch["request_counts"] == {"total": 10, "completed": 4, "failed": 6}
+        assert batch["request_counts"] == {"total": 10, "completed": 2, "failed": 8}
         answered = lines_of(http, key, batch["output_file_id"])
-        assert sorted(r["custom_id"] for r in answered) == [f"c-{i}" for i in range(4)]
+        assert sorted(r["custom_id"] for r in answered) == [f"c-{i}" for i in range(2)]
         expired = _expired_lines(http, key, batch["error_file_id"])
-        assert expired == [f"c-{i}" for i in range(4, 10)]
-        assert batch["usage"]["total_tokens"] == 4 * TOKENS_PER_LINE
-        assert day_used(prefix, key["id"]) == 4 * TOKENS_PER_LINE
+        assert expired == [f"c-{i}" for i in range(2, 10)]
+        assert batch["usage"]["total_tokens"] == 2 * TOKENS_PER_LINE
+        assert day_used(prefix, key["id"]) == 2 * TOKENS_PER_LINE
         refused = http.post(f"/v1/batches/{created['id']}/cancel", headers=auth(key))
         assert refused.json()["error"]["code"] == "batch_not_cancellable"
     assert not (tmp_path / "jobs" / f"{created['id']}.jsonl").exists()
@@ -125,9 +124,8 @@ def test_a_runner_finishes_an_expiry_its_predecessor_began(
     stub: StubUpstream, tmp_path: Path, prefix: str
 ) -> None:
     gateway_settings = settings(stub.base_url, prefix, tmp_path)
-    first = ScriptedEngine(block=2, pause_after=1)
-    with running_gateway(gateway_settings, first) as (app, http):
-        first.resume = service(app).supervisor.ctx.stopping.is_set
+    first = ScriptedEngine(block=2, pause_after=1, resume=lambda: False)
+    with running_gateway(gateway_settings, first) as (_, http):
         key = create_key(http)
         batch_id = create_batch(http, key, upload(http, key, batch_file(5))["id"])["id"]
         wait_for(http, key, batch_id, lambda b: b["request_counts"]["completed"] >= 2)
@@ -142,8 +140,8 @@ def test_a_runner_finishes_an_expiry_its_predecessor_began(
     with running_gateway(gateway_settings, second) as (_, http):
         batch = wait_for(http, key, batch_id, finished)
         assert batch["status"] == "expired"
-        assert batch["request_counts"] == {"total": 5, "completed": 4, "failed": 1}
-        assert _expired_lines(http, key, batch["error_file_id"]) == ["c-4"]
+        assert batch["request_counts"] == {"total": 5, "completed": 2, "failed": 3}
+        assert _expired_lines(http, key, batch["error_file_id"]) == ["c-2", "c-3", "c-4"]
     assert second.calls == []
 
 

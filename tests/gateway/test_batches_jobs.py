@@ -8,7 +8,7 @@ instance on the same Redis prefix and files directory.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,14 +25,23 @@ from tests.gateway.batches_support import (
     day_used,
     finished,
     lines_of,
+    metric,
     running_gateway,
-    service,
     settings,
     upload,
     wait_for,
 )
 from tests.support.shared_redis import SHARED_REDIS_URL, unique_prefix
 from tests.support.stub_upstream import StubUpstream
+
+
+def wait_until(condition: Callable[[], float], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 @pytest.fixture
@@ -50,6 +59,8 @@ def test_tokens_are_charged_to_the_key_day(stub: StubUpstream, tmp_path: Path, p
         assert batch["status"] == "completed"
         assert day_used(prefix, key["id"]) == 6 * TOKENS_PER_LINE
         assert batch["usage"]["total_tokens"] == 6 * TOKENS_PER_LINE
+        assert metric(http, "gateway_batches_finished_total", status="completed") == 1
+        assert metric(http, "gateway_batch_lines_total", outcome="completed") == 6
         other = create_key(http, tokens_per_day=1000)
         assert day_used(prefix, other["id"]) == 0
 
@@ -81,26 +92,30 @@ def test_a_spent_day_stops_the_batch_and_refuses_new_ones(
         assert int(refused.headers["retry-after"]) > 0
 
 
-def test_cancel_stops_after_the_block_in_flight(
-    stub: StubUpstream, tmp_path: Path, prefix: str
-) -> None:
-    cancelled: list[bool] = []
-    engine = ScriptedEngine(block=2, pause_after=1, resume=lambda: bool(cancelled))
+def test_cancel_aborts_the_block_in_flight(stub: StubUpstream, tmp_path: Path, prefix: str) -> None:
+    engine = ScriptedEngine(block=2, pause_after=1, resume=lambda: False)
     with running_gateway(settings(stub.base_url, prefix, tmp_path), engine) as (_, http):
-        key = create_key(http)
+        key = create_key(http, tokens_per_day=1000)
         file_id = upload(http, key, batch_file(10))["id"]
         batch_id = create_batch(http, key, file_id)["id"]
         wait_for(http, key, batch_id, lambda b: b["request_counts"]["completed"] >= 2)
+        assert wait_until(lambda: metric(http, "gateway_batches_active", status="in_progress"))
         answer = http.post(f"/v1/batches/{batch_id}/cancel", headers=auth(key))
         assert answer.status_code == 200
         assert answer.json()["status"] == "cancelling"
         assert answer.json()["cancelling_at"] is not None
-        cancelled.append(True)
+        assert engine.aborted.wait(5), "the block in flight was never aborted"
         batch = wait_for(http, key, batch_id, finished)
         assert batch["status"] == "cancelled"
         assert batch["cancelled_at"] is not None
-        assert batch["request_counts"] == {"total": 10, "completed": 4, "failed": 0}
-        assert len(lines_of(http, key, batch["output_file_id"])) == 4
+        # the aborted block is neither an output nor an error line, nor charged
+        assert batch["request_counts"] == {"total": 10, "completed": 2, "failed": 0}
+        assert len(lines_of(http, key, batch["output_file_id"])) == 2
+        assert batch["error_file_id"] is None
+        assert day_used(prefix, key["id"]) == 2 * TOKENS_PER_LINE
+        assert metric(http, "gateway_batches_finished_total", status="cancelled") == 1
+        assert metric(http, "gateway_batch_lines_total", outcome="completed") == 2
+        assert wait_until(lambda: not metric(http, "gateway_batches_active", status="in_progress"))
         again = http.post(f"/v1/batches/{batch_id}/cancel", headers=auth(key))
         assert again.json()["status"] == "cancelled"
         assert not (tmp_path / "jobs" / f"{batch_id}.jsonl").exists()
@@ -140,28 +155,28 @@ def test_a_restarted_gateway_resumes_the_job_where_it_stopped(
     stub: StubUpstream, tmp_path: Path, prefix: str
 ) -> None:
     gateway_settings = settings(stub.base_url, prefix, tmp_path)
-    first = ScriptedEngine(block=2, pause_after=1)
-    with running_gateway(gateway_settings, first) as (app, http):
-        first.resume = service(app).supervisor.ctx.stopping.is_set  # go on once shutting down
+    first = ScriptedEngine(block=2, pause_after=1, resume=lambda: False)
+    with running_gateway(gateway_settings, first) as (_, http):
         key = create_key(http, tokens_per_day=10_000)
         file_id = upload(http, key, batch_file(8))["id"]
         batch_id = create_batch(http, key, file_id)["id"]
         wait_for(http, key, batch_id, lambda b: b["request_counts"]["completed"] >= 2)
-    # the first gateway stopped the job at a block boundary and let its lease go
+    # the first gateway aborted the block in flight as it stopped, and let its lease go
+    assert first.aborted.is_set()
 
     go: list[bool] = []
     second = ScriptedEngine(block=2, pause_after=0, resume=lambda: bool(go))
     with running_gateway(gateway_settings, second) as (_, http):
         stopped = wait_for(http, key, batch_id, lambda _: bool(second.calls))
         assert stopped["status"] == "in_progress"
-        assert stopped["request_counts"] == {"total": 8, "completed": 4, "failed": 0}
+        assert stopped["request_counts"] == {"total": 8, "completed": 2, "failed": 0}
         assert http.get(f"/v1/files/{file_id}", headers=auth(key)).status_code == 200
         go.append(True)
         batch = wait_for(http, key, batch_id, finished)
     assert batch["status"] == "completed"
     assert batch["request_counts"] == {"total": 8, "completed": 8, "failed": 0}
     assert first.calls == [(TEXT_MODEL, [f"c-{i}" for i in range(8)])]
-    assert second.calls == [(TEXT_MODEL, [f"c-{i}" for i in range(4, 8)])]
+    assert second.calls == [(TEXT_MODEL, [f"c-{i}" for i in range(2, 8)])]
     with running_gateway(gateway_settings, ScriptedEngine()) as (_, http):
         output = lines_of(http, key, batch["output_file_id"])
     assert sorted(r["custom_id"] for r in output) == [f"c-{i}" for i in range(8)]
@@ -172,9 +187,8 @@ def test_a_job_whose_runner_died_waits_for_its_lease_then_resumes(
     stub: StubUpstream, tmp_path: Path, prefix: str
 ) -> None:
     gateway_settings = settings(stub.base_url, prefix, tmp_path)
-    first = ScriptedEngine(block=2, pause_after=1)
-    with running_gateway(gateway_settings, first) as (app, http):
-        first.resume = service(app).supervisor.ctx.stopping.is_set
+    first = ScriptedEngine(block=2, pause_after=1, resume=lambda: False)
+    with running_gateway(gateway_settings, first) as (_, http):
         key = create_key(http)
         batch_id = create_batch(http, key, upload(http, key, batch_file(6))["id"])["id"]
         wait_for(http, key, batch_id, lambda b: b["request_counts"]["completed"] >= 2)
@@ -184,7 +198,7 @@ def test_a_job_whose_runner_died_waits_for_its_lease_then_resumes(
     try:
         assert client.set(lease, "a-dead-runner")
         second = ScriptedEngine(block=2)
-        with running_gateway(gateway_settings, second) as (app, http):
+        with running_gateway(gateway_settings, second) as (_, http):
             time.sleep(1.0)  # several looks for work (poll_interval 0.2 s): none may take it
             assert http.get(f"/v1/batches/{batch_id}", headers=auth(key)).json()["status"] == (
                 "in_progress"
@@ -197,4 +211,4 @@ def test_a_job_whose_runner_died_waits_for_its_lease_then_resumes(
         client.close()
     assert batch["status"] == "completed"
     assert batch["request_counts"]["completed"] == 6
-    assert second.calls == [(TEXT_MODEL, ["c-4", "c-5"])]
+    assert second.calls == [(TEXT_MODEL, ["c-2", "c-3", "c-4", "c-5"])]

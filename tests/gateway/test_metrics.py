@@ -135,3 +135,26 @@ def test_metrics_move_by_exactly_the_requests_sent(
     assert _value(delta, "gateway_upstream_errors_total", **failed) == 1
     assert _value(delta, "gateway_fallbacks_total", requested="auto", failed=TEXT_MODEL) == 1
     assert not [k for k in delta if k[0] == "gateway_streams_in_flight"]
+
+    # the same requests and tokens by the key's tenant; the 404 was refused after the key
+    tenant = "gateway_tenant_requests_total"
+    assert _value(delta, tenant, tenant="tenant-1", model=TEXT_MODEL, status="200") == 4
+    assert _value(delta, tenant, tenant="tenant-1", model=VISION_MODEL, status="200") == 1
+    assert _value(delta, tenant, tenant="tenant-1", model="none", status="404") == 1
+    assert _value(delta, tenant, tenant="tenant-1", model="none", status="429") == 1
+    assert sum(v for k, v in delta.items() if k[0] == tenant) == 7
+    tokens = "gateway_tenant_tokens_total"
+    assert _value(delta, tokens, tenant="tenant-1", model=TEXT_MODEL, direction="out") == 4 * 5
+    assert _value(delta, tokens, tenant="tenant-1", model=VISION_MODEL, direction="in") == 7
+
+
+def test_a_request_without_a_key_counts_under_no_tenant(client: httpx.Client) -> None:
+    before = _samples(client)
+    body = {"model": TEXT_MODEL, "messages": USER}
+    assert (
+        client.post(CHAT, json=body, headers={"authorization": "Bearer wrong"}).status_code == 401
+    )
+    delta = _delta(before, _samples(client))
+    tenant = "gateway_tenant_requests_total"
+    assert _value(delta, tenant, tenant="none", model="none", status="401") == 1
+    assert sum(v for k, v in delta.items() if k[0] == tenant) == 1

@@ -5,6 +5,8 @@ with its default batch engine: Ray Data LLM's Serve deployment processor sending
 lines to the running Gemma 3 270M deployment over the session's Ray cluster. The
 official ``openai`` client drives it; a second key is told 404 for the first key's
 batch and files, and the first key's daily tokens are charged the engine's usage.
+A cancelled batch, and a gateway shutting down, abort the block in flight in the engine
+(its running requests drop to none within seconds of 1500-token lines).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from openai import NotFoundError, OpenAI
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from serving.runner import LocalServing
+from serving.runner import LocalServing, unfinished_requests
 from tests.gateway.batches_support import day_used
 from tests.integration.conftest import TEXT_MODEL
 from tests.support.servers import serve_in_thread
@@ -153,3 +156,105 @@ def test_files_batches_poll_download_with_the_openai_client(
         other.files.retrieve(uploaded.id)
     assert [b.id for b in other.batches.list()] == []
     assert [b.id for b in client.batches.list()] == [batch.id]
+
+
+LONG_TOKENS = 1500
+
+
+def _long_lines(path: Path, count: int) -> Path:
+    """Lines the engine works on for minutes: an abort is the only way they end soon."""
+    body = {
+        "model": TEXT_MODEL,
+        "messages": [{"role": "user", "content": "Write a long story about a lighthouse."}],
+        "max_tokens": LONG_TOKENS,
+        "temperature": 1.0,
+    }
+    lines = [
+        {"custom_id": f"long-{i}", "url": "/v1/chat/completions", "body": body}
+        for i in range(count)
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def _start_long_batch(client: OpenAI, path: Path) -> str:
+    with path.open("rb") as source:
+        uploaded = client.files.create(file=source, purpose="batch")
+    batch = client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    deadline = time.monotonic() + 900  # Ray Data starts its stage actors first (minutes here)
+    while unfinished_requests(TEXT_MODEL) == 0:
+        assert time.monotonic() < deadline, "the engine never took the batch's lines"
+        time.sleep(0.1)
+    return batch.id
+
+
+def _engine_idle_within(seconds: float) -> float:
+    """Seconds until the text engine has no request left (fails past ``seconds``)."""
+    started = time.monotonic()
+    while unfinished_requests(TEXT_MODEL) > 0:
+        assert time.monotonic() - started < seconds, "the engine kept generating the lines"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def test_cancelling_a_batch_aborts_its_block_in_the_engine(
+    gateway: tuple[str, str], tmp_path: Path
+) -> None:
+    url, prefix = gateway
+    owner_id, secret = _key(url, "batch-cancel")
+    client = _client(url, secret)
+    batch_id = _start_long_batch(client, _long_lines(tmp_path / "long.jsonl", 4))
+    time.sleep(1.0)  # a second of generation on the block in flight (block_size 2)
+    assert client.batches.cancel(batch_id).status == "cancelling"
+    _engine_idle_within(3.0)
+    deadline = time.monotonic() + 60
+    batch = client.batches.retrieve(batch_id)
+    while batch.status != "cancelled":
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.5)
+        batch = client.batches.retrieve(batch_id)
+    assert batch.request_counts is not None
+    # the aborted lines are neither answers nor errors, and nothing was charged for them
+    assert (batch.request_counts.completed, batch.request_counts.failed) == (0, 0)
+    assert batch.output_file_id is None
+    assert batch.error_file_id is None
+    assert day_used(prefix, owner_id) == 0
+
+
+def test_a_stopping_gateway_aborts_its_block_and_leaves_the_batch_to_resume(
+    serve_stack: LocalServing, tmp_path: Path
+) -> None:
+    prefix = f"test-batches-stop-{uuid.uuid4().hex[:10]}:"
+    settings = GatewaySettings.model_validate(
+        {
+            "upstream_url": re.sub(r"/v1/?$", "", serve_stack.base_url),
+            "admin_key": ADMIN,
+            "quota": {"redis_url": SHARED_REDIS_URL, "key_prefix": prefix, "timeout": 2.0},
+            "batches": {
+                "files_dir": str(tmp_path / "files"),
+                "serve_app": serve_stack.app_name,
+                "poll_interval": 0.5,
+                "block_size": 2,
+            },
+        }
+    )
+    try:
+        with serve_in_thread(create_app(settings)) as url:
+            _, secret = _key(url, "batch-stop")
+            batch_id = _start_long_batch(_client(url, secret), _long_lines(tmp_path / "l", 2))
+            time.sleep(1.0)
+            stopping = time.monotonic()
+        # the gateway has shut down: its job aborted the lines in flight on its way out
+        _engine_idle_within(5.0 - (time.monotonic() - stopping))
+        store = redis.Redis.from_url(SHARED_REDIS_URL, decode_responses=True)
+        try:
+            record = store.hgetall(f"{prefix}{{batches}}:batch:{batch_id}")
+            assert record["status"] == "in_progress"  # for the next runner to resume
+        finally:
+            store.close()
+        journal = tmp_path / "files" / "jobs" / f"{batch_id}.jsonl"
+        assert not journal.exists() or journal.read_text() == ""
+    finally:
+        delete_prefix(prefix)
