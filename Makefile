@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_FLAGS ?=
 
-.PHONY: install system-deps checkov models serve test unit integration lint format loadtest clean
+.PHONY: install system-deps checkov models serve observe test unit integration lint format loadtest clean
 
 install: system-deps $(STAMP)
 
@@ -53,6 +53,10 @@ models: install
 
 serve: install
 	$(BIN)/gemma-serving serve --profile cpu-dev
+
+# `make serve` with a local Prometheus scraping the gateway and Ray (http://127.0.0.1:9090).
+observe: install
+	$(BIN)/gemma-serving serve --profile cpu-dev --observe
 
 lint: install
 	$(BIN)/ruff check .

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from gemma_serving.commands import batch, gateway, keys, models, serving
+from gemma_serving.commands import batch, gateway, keys, models, observe, serving
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(models.app, name="models", help="Prepare and list local model directories.")
@@ -16,6 +16,7 @@ app.add_typer(keys.app, name="keys", help="Create, list, revoke and limit API ke
 serving.register(app)  # catalog, serve, serve-config
 gateway.register(app)  # gateway
 batch.register(app)  # batch run
+observe.register(app)  # dashboards
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -140,6 +141,10 @@ def serve_command(
             help="Show Ray's, vLLM's and the gateway's logs here (default: a log file).",
         ),
     ] = False,
+    observe: Annotated[
+        bool,
+        typer.Option(help="Run a local Prometheus scraping the gateway and Ray (port 9090)."),
+    ] = False,
     catalog: CatalogOption = None,
 ) -> None:
     """Run a profile's Ray Serve application (and the gateway in front) until Ctrl-C."""
@@ -152,7 +157,7 @@ def serve_command(
     if console.log_path is not None:
         console.say(f"Logs:     {console.log_path}  (--logs shows them here)")
     try:
-        _serve(console, loaded, profile, host, port, num_cpus, ready_timeout, gateway)
+        _serve(console, loaded, profile, host, port, num_cpus, ready_timeout, gateway, observe)
     except KeyboardInterrupt:
         console.say("Stopping: draining requests, then shutting down Ray.")
     except (RuntimeError, TimeoutError) as exc:
@@ -169,7 +174,9 @@ def _serve(
     num_cpus: int | None,
     ready_timeout: float,
     gateway: bool,
+    observe: bool,
 ) -> None:
+    from gemma_serving.commands.stack import observing
     from serving.progress import EngineProgress
     from serving.runner import shutdown, start_serving, wait_ready
 
@@ -183,13 +190,16 @@ def _serve(
         wait_ready(serving, timeout_s=ready_timeout, progress=progress)
         console.say(f"Serve at   {serving.base_url}: {', '.join(serving.model_ids)}")
         if gateway:
-            from gemma_serving.commands.stack import run_gateway
+            from gemma_serving.commands.stack import gateway_url, run_gateway
 
-            with run_gateway(console, upstream_url=f"http://{host}:{port}") as process:
+            with (
+                run_gateway(console, upstream_url=f"http://{host}:{port}") as process,
+                observing(console, gateway_url()) if observe else nullcontext(),
+            ):
                 console.say("Press Ctrl-C to stop.")
                 returncode = process.wait()
             raise RuntimeError(f"the gateway exited with {returncode}")
-        else:
+        with observing(console, None) if observe else nullcontext():
             console.say("Press Ctrl-C to stop.")
             _wait_for_interrupt()
     finally:

@@ -51,6 +51,14 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"the gateway exited with {process.returncode} while starting")
 
 
+def gateway_url() -> str:
+    """Where ``run_gateway``'s gateway listens (``GATEWAY_HOST``/``GATEWAY_PORT``)."""
+    from gateway.settings import GatewaySettings
+
+    settings = GatewaySettings()
+    return f"http://{settings.host}:{settings.port}"
+
+
 @contextmanager
 def run_gateway(console: Console, *, upstream_url: str) -> Iterator[subprocess.Popen[bytes]]:
     """Start the gateway (settings from ``GATEWAY_*``), say where it is, stop it on exit."""
@@ -75,3 +83,18 @@ def run_gateway(console: Console, *, upstream_url: str) -> Iterator[subprocess.P
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def observing(console: Console, gateway_url: str | None) -> Iterator[None]:
+    """A local Prometheus scraping the gateway and Ray's metrics ports; say where it is."""
+    from gemma_serving.prometheus import ray_metrics_targets, running_prometheus, scrape_config
+    from serving.models.store import gemma_home
+
+    config = scrape_config(gateway=gateway_url, ray_targets=ray_metrics_targets())
+    with running_prometheus(config, gemma_home() / "prometheus") as url:
+        console.say(
+            f"Prometheus at {url}  (graphs; the dashboards' queries are in "
+            'helm/gemma-serving/dashboards, namespace="local")'
+        )
+        yield

@@ -18,6 +18,7 @@ EVERYTHING_ON: dict[str, Any] = {
         "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus"}},
         "podMonitor": {"enabled": True},
         "prometheusRule": {"enabled": True},
+        "grafanaDashboards": {"enabled": True},
     },
     "networkPolicy": {
         "gatewayIngressFrom": [

@@ -62,6 +62,7 @@ def test_everything_on_renders_every_kind() -> None:
         "ServiceMonitor",
         "PodMonitor",
         "PrometheusRule",
+        "ConfigMap",
     }
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import re
-from pathlib import Path
-
 import promql_parser
 import pytest
 import yaml
 
 from tests.helm import chart
+from tests.helm.metric_names import (
+    CLUSTER_METRICS,
+    gateway_metric_names,
+    metric_names,
+    ray_serve_metric_names,
+    vllm_metric_names,
+)
 from tests.helm.scenarios import EVERYTHING_ON
 
 GATEWAY_METRICS = {
@@ -19,8 +22,6 @@ GATEWAY_METRICS = {
     "gateway_time_to_first_token_seconds_bucket",
     "gateway_tokens_total",
 }
-# cAdvisor and kube-state-metrics, present on every Prometheus-operator stack.
-CLUSTER_METRICS = {"container_memory_working_set_bytes", "kube_pod_container_resource_limits"}
 
 
 def _rules(values: dict | None = None) -> list[dict]:
@@ -28,40 +29,10 @@ def _rules(values: dict | None = None) -> list[dict]:
     return [r for group in rule["spec"]["groups"] for r in group["rules"]]
 
 
-def _metric_names(expr: str) -> set[str]:
-    names: set[str] = set()
-
-    def visit(node: object) -> None:
-        if isinstance(node, promql_parser.VectorSelector) and node.name:
-            names.add(node.name)
-
-    promql_parser.walk(promql_parser.parse(expr), visit)
-    return names
-
-
-def _package_dir(name: str) -> Path:
-    """An installed package's folder, found without importing it (vLLM and Ray are heavy)."""
-    spec = importlib.util.find_spec(name)
-    assert spec is not None, name
-    assert spec.submodule_search_locations, name
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _vllm_metric_names() -> set[str]:
-    """vLLM's metric names as Ray Serve LLM re-exports them: ray_vllm_<name>[_total]."""
-    metrics = _package_dir("vllm") / "v1" / "metrics"
-    source = "".join(p.read_text() for p in metrics.glob("*.py"))
-    names = set(re.findall(r'"vllm:([a-z_]+)"', source))
-    return {f"ray_vllm_{n}" for n in names} | {f"ray_vllm_{n}_total" for n in names}
-
-
-def _ray_serve_metric_names() -> set[str]:
-    panels = _package_dir("ray") / "dashboard/modules/metrics/dashboards/serve_dashboard_panels.py"
-    return set(re.findall(r"ray_serve_[a-z_]+", panels.read_text()))
-
-
 def test_every_alert_expression_parses_and_uses_known_metrics() -> None:
-    known = GATEWAY_METRICS | CLUSTER_METRICS | _vllm_metric_names() | _ray_serve_metric_names()
+    known = gateway_metric_names() | CLUSTER_METRICS | vllm_metric_names()
+    known |= ray_serve_metric_names()
+    assert known >= GATEWAY_METRICS
     rules = _rules()
     assert {r["alert"] for r in rules} >= {
         "GemmaHighP95Latency",
@@ -72,7 +43,7 @@ def test_every_alert_expression_parses_and_uses_known_metrics() -> None:
         "GemmaContainerMemoryNearLimit",
     }
     for rule in rules:
-        used = _metric_names(rule["expr"])
+        used = metric_names(rule["expr"])
         assert used, rule["alert"]
         assert used <= known, (rule["alert"], used - known)
         assert f'namespace="{chart.NAMESPACE}"' in rule["expr"]
