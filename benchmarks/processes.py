@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from gemma_serving.processes import stop
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -61,9 +63,4 @@ def python_process(
         wait_http(ready_url, timeout)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)

@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import yaml
 
+from gemma_serving.processes import stop
+
 DEFAULT_PORT = 9090
 LOCAL_NAMESPACE = "local"
 
@@ -107,12 +109,7 @@ def running_prometheus(
         _wait_ready(url, process, timeout)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:

@@ -142,9 +142,9 @@ def serve_command(
         ),
     ] = False,
     observe: Annotated[
-        bool,
-        typer.Option(help="Run a local Prometheus scraping the gateway and Ray (port 9090)."),
+        bool, typer.Option(help="Run a local Prometheus scraping the gateway and Ray.")
     ] = False,
+    observe_port: Annotated[int, typer.Option(help="Port of that Prometheus.")] = 9090,
     catalog: CatalogOption = None,
 ) -> None:
     """Run a profile's Ray Serve application (and the gateway in front) until Ctrl-C."""
@@ -157,7 +157,8 @@ def serve_command(
     if console.log_path is not None:
         console.say(f"Logs:     {console.log_path}  (--logs shows them here)")
     try:
-        _serve(console, loaded, profile, host, port, num_cpus, ready_timeout, gateway, observe)
+        observe_on = observe_port if observe else None
+        _serve(console, loaded, profile, host, port, num_cpus, ready_timeout, gateway, observe_on)
     except KeyboardInterrupt:
         console.say("Stopping: draining requests, then shutting down Ray.")
     except (RuntimeError, TimeoutError) as exc:
@@ -174,8 +175,9 @@ def _serve(
     num_cpus: int | None,
     ready_timeout: float,
     gateway: bool,
-    observe: bool,
+    observe: int | None,
 ) -> None:
+    """Start, wait for the engines, run the gateway (and Prometheus on port ``observe``)."""
     from gemma_serving.commands.stack import observing
     from serving.progress import EngineProgress
     from serving.runner import shutdown, start_serving, wait_ready
@@ -194,12 +196,12 @@ def _serve(
 
             with (
                 run_gateway(console, upstream_url=f"http://{host}:{port}") as process,
-                observing(console, gateway_url()) if observe else nullcontext(),
+                observing(console, gateway_url(), observe) if observe else nullcontext(),
             ):
                 console.say("Press Ctrl-C to stop.")
                 returncode = process.wait()
             raise RuntimeError(f"the gateway exited with {returncode}")
-        with observing(console, None) if observe else nullcontext():
+        with observing(console, None, observe) if observe else nullcontext():
             console.say("Press Ctrl-C to stop.")
             _wait_for_interrupt()
     finally:

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 import typer
 
 from gemma_serving.commands.console import Console
+from gemma_serving.processes import stop
 
 GATEWAY_START_TIMEOUT_S = 60.0
 
@@ -77,22 +78,17 @@ def run_gateway(console: Console, *, upstream_url: str) -> Iterator[subprocess.P
             console.say("API key:  not needed (GATEWAY_QUOTA__ENABLED=false)")
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, grace=10)
 
 
 @contextmanager
-def observing(console: Console, gateway_url: str | None) -> Iterator[None]:
+def observing(console: Console, gateway_url: str | None, port: int) -> Iterator[None]:
     """A local Prometheus scraping the gateway and Ray's metrics ports; say where it is."""
     from gemma_serving.prometheus import ray_metrics_targets, running_prometheus, scrape_config
     from serving.models.store import gemma_home
 
     config = scrape_config(gateway=gateway_url, ray_targets=ray_metrics_targets())
-    with running_prometheus(config, gemma_home() / "prometheus") as url:
+    with running_prometheus(config, gemma_home() / "prometheus", port=port) as url:
         console.say(
             f"Prometheus at {url}  (graphs; the dashboards' queries are in "
             'helm/gemma-serving/dashboards, namespace="local")'

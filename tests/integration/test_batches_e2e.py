@@ -38,25 +38,30 @@ MAX_TOKENS = 4
 QUESTIONS = ["Count to three.", "Name a colour.", "Say hello.", "What is water?"]
 
 
-@pytest.fixture(scope="module")
-def gateway(
-    serve_stack: LocalServing, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, str]]:
-    """The gateway's URL and its Redis key prefix."""
-    prefix = f"test-batches-e2e-{uuid.uuid4().hex[:10]}:"
-    settings = GatewaySettings.model_validate(
+def _settings(serve_stack: LocalServing, prefix: str, files_dir: Path) -> GatewaySettings:
+    """A gateway on the session's Serve app, its keys and batches under ``prefix``."""
+    return GatewaySettings.model_validate(
         {
             "upstream_url": re.sub(r"/v1/?$", "", serve_stack.base_url),
             "admin_key": ADMIN,
             "quota": {"redis_url": SHARED_REDIS_URL, "key_prefix": prefix, "timeout": 2.0},
             "batches": {
-                "files_dir": str(tmp_path_factory.mktemp("batch-files")),
+                "files_dir": str(files_dir),
                 "serve_app": serve_stack.app_name,
                 "poll_interval": 0.5,
                 "block_size": 2,
             },
         }
     )
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    serve_stack: LocalServing, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """The gateway's URL and its Redis key prefix."""
+    prefix = f"test-batches-e2e-{uuid.uuid4().hex[:10]}:"
+    settings = _settings(serve_stack, prefix, tmp_path_factory.mktemp("batch-files"))
     try:
         with serve_in_thread(create_app(settings)) as url:
             yield url, prefix
@@ -227,19 +232,7 @@ def test_a_stopping_gateway_aborts_its_block_and_leaves_the_batch_to_resume(
     serve_stack: LocalServing, tmp_path: Path
 ) -> None:
     prefix = f"test-batches-stop-{uuid.uuid4().hex[:10]}:"
-    settings = GatewaySettings.model_validate(
-        {
-            "upstream_url": re.sub(r"/v1/?$", "", serve_stack.base_url),
-            "admin_key": ADMIN,
-            "quota": {"redis_url": SHARED_REDIS_URL, "key_prefix": prefix, "timeout": 2.0},
-            "batches": {
-                "files_dir": str(tmp_path / "files"),
-                "serve_app": serve_stack.app_name,
-                "poll_interval": 0.5,
-                "block_size": 2,
-            },
-        }
-    )
+    settings = _settings(serve_stack, prefix, tmp_path / "files")
     try:
         with serve_in_thread(create_app(settings)) as url:
             _, secret = _key(url, "batch-stop")

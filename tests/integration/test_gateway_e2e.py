@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +15,7 @@ from openai import OpenAI
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from serving.runner import LocalServing, unfinished_requests
-from tests.integration.conftest import AUDIO_MODEL, TEXT_MODEL, VISION_MODEL
+from tests.integration.conftest import AUDIO_MODEL, MEDIA_MODEL, TEXT_MODEL, VISION_MODEL
 from tests.support.media import png_data_url, wav_base64, wav_bytes
 from tests.support.servers import serve_in_thread
 
@@ -115,6 +117,61 @@ def test_translation(client: OpenAI, gateway_url: str) -> None:
     )
     assert isinstance(result.text, str)
     assert routed(gateway_url, AUDIO_MODEL, "audio") == before + 1
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "enum": ["Paris", "Rome", "Oslo"]}},
+            "required": ["city"],
+        },
+    },
+}
+CLOCK = {"type": "function", "function": {"name": "now", "description": "The time."}}
+TOOL_CHOICES = {
+    "required": "required",
+    "named": {"type": "function", "function": {"name": "get_weather"}},
+}
+
+
+@pytest.mark.parametrize("choice", sorted(TOOL_CHOICES))
+def test_gemma4_tool_choice_returns_tool_calls(client: OpenAI, choice: str) -> None:
+    """Gemma 4's native call syntax, constrained by ``gemma4_constrained``, read by ``gemma4``.
+
+    The fixture's weights are random: only the grammar makes it call a tool at all.
+    """
+    request: dict[str, Any] = {
+        "model": MEDIA_MODEL,
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+        "tools": [WEATHER, CLOCK],
+        "tool_choice": TOOL_CHOICES[choice],
+        "parallel_tool_calls": False,
+        "max_tokens": 48,
+        "temperature": 0.0,
+    }
+    answer = client.chat.completions.create(**request)
+    (call,) = answer.choices[0].message.tool_calls or []
+    assert answer.choices[0].finish_reason == "tool_calls"
+    names = {"get_weather"} if choice == "named" else {"get_weather", "now"}
+    assert call.function.name in names
+    arguments = json.loads(call.function.arguments)
+    if call.function.name == "get_weather":
+        assert arguments["city"] in {"Paris", "Rome", "Oslo"}
+
+    deltas = [
+        d
+        for chunk in client.chat.completions.create(**request, stream=True)
+        for c in chunk.choices
+        for d in c.delta.tool_calls or []
+    ]
+    assert deltas, "no tool call in the stream"
+    streamed_name = next(d.function.name for d in deltas if d.function and d.function.name)
+    streamed_args = "".join(d.function.arguments or "" for d in deltas if d.function)
+    assert (streamed_name, json.loads(streamed_args)) == (call.function.name, arguments)
 
 
 def _running() -> int:

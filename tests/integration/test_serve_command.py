@@ -3,7 +3,8 @@
 The command runs as a user runs it, on the cpu-text profile (the 270M alone): its terminal
 shows a few progress lines, the Serve and gateway URLs and the development key, while
 Ray's and vLLM's output goes to the log file it names. The key it prints is accepted by
-the gateway it started, and SIGINT (Ctrl-C) stops everything within seconds. Before
+the gateway it started, the Prometheus ``--observe`` started (as ``make observe`` does)
+scrapes the gateway and Ray, and SIGINT (Ctrl-C) stops everything within seconds. Before
 that, on the same stack, the engine core is killed and comes back.
 """
 
@@ -58,8 +59,9 @@ def serve_process(
         "GATEWAY_QUOTA__REDIS_URL": redis.url,
     }
     command = [sys.executable, "-m", "gemma_serving.cli", "serve", "--profile", "cpu-text"]
+    observe = ["--observe", "--observe-port", str(free_port())]  # as `make observe` runs it
     process = subprocess.Popen(
-        [*command, "--port", str(free_port())],
+        [*command, "--port", str(free_port()), *observe],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -209,6 +211,10 @@ def test_serve_prints_progress_urls_and_key_and_keeps_engine_logs_in_a_file(
     assert "ServeReplica" in log
     assert "vllm" in log
 
+    prometheus = re.search(r"^Prometheus at (http://127\.0\.0\.1:\d+) ", text, re.M)
+    assert prometheus, text
+    _until_scraped(prometheus.group(1), {"gemma-gateway", "ray"})
+
     client = OpenAI(base_url=f"http://127.0.0.1:{gateway_port}/v1", api_key=key.group(1))
     answer = client.chat.completions.create(
         model="auto", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
@@ -227,6 +233,18 @@ def test_serve_prints_progress_urls_and_key_and_keeps_engine_logs_in_a_file(
     ):
         time.sleep(0.5)
     assert not alive, f"left running after Ctrl-C: {alive}"
+
+
+def _until_scraped(prometheus: str, jobs: set[str]) -> None:
+    """Until every target of ``jobs`` was scraped and answered (``up``)."""
+    deadline = time.monotonic() + 60
+    while True:
+        targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]
+        up = {t["labels"]["job"] for t in targets["activeTargets"] if t["health"] == "up"}
+        if up >= jobs:
+            return
+        assert time.monotonic() < deadline, targets
+        time.sleep(1)
 
 
 def _running(pid: int) -> bool:

@@ -95,7 +95,10 @@ def test_fixtures_keep_their_tokenizer_template_and_get_mm_limits(catalog: Catal
         "video": {"count": 1, "num_frames": 4},
     }
     assert gemma4["media_io_kwargs"] == {"video": {"num_frames": 4}}
-    assert (gemma4["tool_call_parser"], gemma4["reasoning_parser"]) == ("gemma4", "gemma4")
+    assert (gemma4["tool_call_parser"], gemma4["reasoning_parser"]) == (
+        "gemma4_constrained",
+        "gemma4",
+    )
 
 
 def test_lora_adapters_become_static_modules_served_by_the_lora_server(catalog: Catalog) -> None:
@@ -237,7 +240,10 @@ def test_app_args_reject_unknown_keys() -> None:
 def test_gemma_4_parsers_and_mtp_draft_reach_the_engine(catalog: Catalog) -> None:
     kwargs = configs(catalog, "gke-l4")["gemma-4-E2B-it"]["engine_kwargs"]
     assert kwargs["reasoning_parser"] == "gemma4"
-    assert (kwargs["enable_auto_tool_choice"], kwargs["tool_call_parser"]) == (True, "gemma4")
+    assert (kwargs["enable_auto_tool_choice"], kwargs["tool_call_parser"]) == (
+        True,
+        "gemma4_constrained",
+    )
     assert "chat_template" not in kwargs  # Gemma 4's tokenizer brings its own template
     assert kwargs["speculative_config"] == {
         "method": "mtp",

@@ -84,7 +84,7 @@ def test_every_gemma_4_variant_with_its_capabilities_parsers_and_draft(
     assert variant.hf_id == f"google/{variant_id}"
     assert set(variant.capabilities) == capabilities
     assert variant.context_length == context
-    assert (variant.tool_call_parser, variant.reasoning_parser) == ("gemma4", "gemma4")
+    assert (variant.tool_call_parser, variant.reasoning_parser) == ("gemma4_constrained", "gemma4")
     assert variant.chat_template is None  # the tokenizer's own Gemma 4 template
     assert variant.mtp_draft is not None
     assert variant.mtp_draft.hf_id == f"google/{variant_id}-assistant"
