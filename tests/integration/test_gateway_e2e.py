@@ -6,6 +6,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from serving.runner import LocalServing, unfinished_requests
 from tests.integration.conftest import AUDIO_MODEL, MEDIA_MODEL, TEXT_MODEL, VISION_MODEL
+from tests.integration.media_checks import video_part
 from tests.support.media import png_data_url, wav_base64, wav_bytes
 from tests.support.servers import serve_in_thread
 
@@ -94,6 +96,20 @@ def test_audio_chat_routes_to_the_audio_model(client: OpenAI, gateway_url: str) 
     answer = client.chat.completions.create(model="auto", messages=[message], max_tokens=4)
     assert answer.model == AUDIO_MODEL
     assert routed(gateway_url, AUDIO_MODEL, "audio") >= 1
+
+
+def test_video_chat_routes_to_the_video_model(
+    client: OpenAI, gateway_url: str, tmp_path: Path
+) -> None:
+    """A real MP4 (made here), validated by the gateway, then decoded by the engine."""
+    message = {"role": "user", "content": [{"type": "text", "text": "What happens?"}]}
+    message["content"].append(video_part(tmp_path))
+    before = routed(gateway_url, MEDIA_MODEL, "video")
+    answer = client.chat.completions.create(model="auto", messages=[message], max_tokens=4)
+    assert answer.model == MEDIA_MODEL
+    assert answer.usage is not None
+    assert answer.usage.prompt_tokens >= 4 * 70  # four sampled frames, 70 soft tokens each
+    assert routed(gateway_url, MEDIA_MODEL, "video") == before + 1
 
 
 def test_auto_text_goes_to_the_smallest_model(client: OpenAI, gateway_url: str) -> None:

@@ -23,7 +23,7 @@ from gateway.routing import chat_needs
 from gateway.settings import GatewaySettings
 from gateway.speech.chat import CHAT_PATH
 from serving.runner import LocalServing, unfinished_requests
-from tests.integration.conftest import TEXT_MODEL
+from tests.integration.conftest import MEDIA_MODEL, TEXT_MODEL
 from tests.support.servers import serve_in_thread
 from tests.support.shared_redis import SHARED_REDIS_URL, delete_prefix
 
@@ -200,3 +200,64 @@ def test_an_abandoned_non_streamed_chat_stops_in_the_engine_and_is_settled(
     needs = chat_needs(body)
     reserved = accounting.reservation(needs, accounting.budget(CHAT_PATH, needs, 1024))
     assert _charged_between(before, after) == reserved
+
+
+WORD = "[a-z]{1,6}"
+#: A thinking answer in Gemma 4's format: a thought channel, then the answer.
+THINKING = "\n".join(
+    [
+        'root ::= "<|channel>thought\\n" words "<channel|>" words',
+        f'words ::= {WORD} (" " {WORD}){{0,3}}',
+    ]
+)
+
+
+def test_a_thinking_answer_comes_apart_from_its_content_and_is_charged_in_full(
+    gateway: httpx.Client, key: dict[str, str]
+) -> None:
+    """``reasoning_effort`` on the Gemma 4 fixture: vLLM's gemma4 reasoning parser splits the
+    thought from the answer, in a stream too, and the quota is charged every token.
+
+    Random weights never open a thought channel: the grammar (vLLM's ``structured_outputs``,
+    which the fixture's engine applies inside thinking too) makes this answer think.
+    """
+    body = {
+        "model": MEDIA_MODEL,
+        "messages": [{"role": "user", "content": "Think, then answer."}],
+        "reasoning_effort": "low",
+        "structured_outputs": {"grammar": THINKING},
+        "max_tokens": 96,
+        "temperature": 0.0,
+    }
+    before = _probe(gateway, key)
+    answer = gateway.post("/v1/chat/completions", json=body, headers=key)
+    assert answer.status_code == 200, answer.text
+    after = _probe(gateway, key)
+    message, usage = answer.json()["choices"][0]["message"], answer.json()["usage"]
+    thought = message.get("reasoning") or message.get("reasoning_content")
+    assert thought
+    assert message["content"]
+    assert "channel" not in thought + message["content"]
+    assert _charged_between(before, after) == usage["total_tokens"]
+    assert usage["completion_tokens"] > len(message["content"].split())
+
+    streamed = {"reasoning": "", "content": ""}
+    streamed_usage = None
+    stream = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    with gateway.stream("POST", "/v1/chat/completions", json=stream, headers=key) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if not line.startswith("data: {"):
+                continue
+            chunk = httpx.Response(200, content=line[6:]).json()
+            streamed_usage = chunk.get("usage") or streamed_usage
+            for choice in chunk["choices"]:
+                delta = choice["delta"]
+                streamed["reasoning"] += (
+                    delta.get("reasoning") or delta.get("reasoning_content") or ""
+                )
+                streamed["content"] += delta.get("content") or ""
+    assert streamed == {"reasoning": thought, "content": message["content"]}
+    assert streamed_usage is not None
+    assert streamed_usage["completion_tokens"] == usage["completion_tokens"]
+    assert _charged_between(after, _probe(gateway, key)) == streamed_usage["total_tokens"]
