@@ -103,7 +103,7 @@ def test_video_chat_routes_to_the_video_model(
 ) -> None:
     """A real MP4 (made here), validated by the gateway, then decoded by the engine."""
     message = {"role": "user", "content": [{"type": "text", "text": "What happens?"}]}
-    message["content"].append(video_part(tmp_path))
+    message["content"].append(video_part(tmp_path, frames=4))  # the fixture samples 4
     before = routed(gateway_url, MEDIA_MODEL, "video")
     answer = client.chat.completions.create(model="auto", messages=[message], max_tokens=4)
     assert answer.model == MEDIA_MODEL
@@ -152,6 +152,11 @@ TOOL_CHOICES = {
     "required": "required",
     "named": {"type": "function", "function": {"name": "get_weather"}},
 }
+#: Gemma 4's <|tool_call>, <tool_call|> and <|"|> ids in the fixture's vocabulary. The grammar
+#: accepts them as these special tokens or spelled out in ordinary ones (the same text); a
+#: trained Gemma 4 emits the special tokens, and so does the random fixture once biased
+#: towards them (vLLM's streaming parser finds calls by these token ids).
+SPECIAL_CALL_TOKENS = {"48": 50, "49": 50, "52": 50}
 
 
 @pytest.mark.parametrize("choice", sorted(TOOL_CHOICES))
@@ -168,10 +173,12 @@ def test_gemma4_tool_choice_returns_tool_calls(client: OpenAI, choice: str) -> N
         "parallel_tool_calls": False,
         "max_tokens": 48,
         "temperature": 0.0,
+        "logit_bias": SPECIAL_CALL_TOKENS,
     }
     answer = client.chat.completions.create(**request)
     (call,) = answer.choices[0].message.tool_calls or []
-    assert answer.choices[0].finish_reason == "tool_calls"
+    # OpenAI answers a forced function call with "stop", a chosen one with "tool_calls"
+    assert answer.choices[0].finish_reason in {"stop", "tool_calls"}
     names = {"get_weather"} if choice == "named" else {"get_weather", "now"}
     assert call.function.name in names
     arguments = json.loads(call.function.arguments)

@@ -226,6 +226,10 @@ def test_a_thinking_answer_comes_apart_from_its_content_and_is_charged_in_full(
         "messages": [{"role": "user", "content": "Think, then answer."}],
         "reasoning_effort": "low",
         "structured_outputs": {"grammar": THINKING},
+        # <|channel> and <channel|> as Gemma 4's special tokens (ids 100, 101), as a trained
+        # model writes them: the grammar also accepts them spelled out in ordinary tokens,
+        # which vLLM's streaming reasoning parser (it matches the token ids) does not see.
+        "logit_bias": {"100": 50, "101": 50},
         "max_tokens": 96,
         "temperature": 0.0,
     }
