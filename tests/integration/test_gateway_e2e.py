@@ -33,7 +33,12 @@ def _root(base_url: str) -> str:
 @pytest.fixture(scope="module")
 def gateway_url(serve_stack: LocalServing) -> Iterator[str]:
     settings = GatewaySettings.model_validate(
-        {"upstream_url": _root(serve_stack.base_url), "quota": {"enabled": False}}
+        {
+            "upstream_url": _root(serve_stack.base_url),
+            "quota": {"enabled": False},
+            # the fixture's engine samples 4 frames of 70 soft tokens (catalog cpu profile)
+            "media": {"video_tokens": 400},
+        }
     )
     with serve_in_thread(create_app(settings)) as url:
         yield url
