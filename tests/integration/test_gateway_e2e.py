@@ -20,6 +20,7 @@ from tests.integration.conftest import AUDIO_MODEL, MEDIA_MODEL, TEXT_MODEL, VIS
 from tests.integration.media_checks import video_part
 from tests.support.media import png_data_url, wav_base64, wav_bytes
 from tests.support.servers import serve_in_thread
+from tests.support.tools import WEATHER_TOOL
 
 pytestmark = pytest.mark.integration
 
@@ -140,18 +141,6 @@ def test_translation(client: OpenAI, gateway_url: str) -> None:
     assert routed(gateway_url, AUDIO_MODEL, "audio") == before + 1
 
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather in a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "enum": ["Paris", "Rome", "Oslo"]}},
-            "required": ["city"],
-        },
-    },
-}
 CLOCK = {"type": "function", "function": {"name": "now", "description": "The time."}}
 TOOL_CHOICES = {
     "required": "required",
@@ -173,7 +162,7 @@ def test_gemma4_tool_choice_returns_tool_calls(client: OpenAI, choice: str) -> N
     request: dict[str, Any] = {
         "model": MEDIA_MODEL,
         "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
-        "tools": [WEATHER, CLOCK],
+        "tools": [WEATHER_TOOL, CLOCK],
         "tool_choice": TOOL_CHOICES[choice],
         "parallel_tool_calls": False,
         "max_tokens": 48,

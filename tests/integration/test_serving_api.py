@@ -17,24 +17,11 @@ from openai import OpenAI
 from serving.runner import LocalServing
 from tests.integration.conftest import AUDIO_MODEL, TEXT_MODEL, VISION_MODEL
 from tests.support.media import png_data_url, wav_base64
+from tests.support.tools import WEATHER_TOOL
 
 pytestmark = pytest.mark.integration
 
 LORA_MODEL = f"{TEXT_MODEL}:tiny-lora"
-
-WEATHER_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather in a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "enum": ["Paris", "Rome", "Oslo"]}},
-            "required": ["city"],
-            "additionalProperties": False,
-        },
-    },
-}
 
 
 def test_models_list_carries_capabilities(serve_stack: LocalServing) -> None:
