@@ -105,7 +105,11 @@ def proven_over_admissions(admitted: list[Call], limit: int, window: float) -> i
 
 @pytest.mark.anyio
 async def test_request_limit_holds_exactly_across_worker_processes(gateway_url: str) -> None:
-    limits = httpx.Limits(max_connections=CLIENTS + 10, max_keepalive_connections=CLIENTS + 10)
+    # Idle connections are dropped by the client (2 s) before uvicorn drops them (5 s): a
+    # connection reused just as the server closes it would fail the round with a ReadError.
+    limits = httpx.Limits(
+        max_connections=CLIENTS + 10, max_keepalive_connections=CLIENTS + 10, keepalive_expiry=2.0
+    )
     async with httpx.AsyncClient(base_url=gateway_url, timeout=60, limits=limits) as client:
         created = await client.post(
             "/admin/keys",
