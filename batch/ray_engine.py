@@ -77,9 +77,13 @@ class VariantEngineSpec:
         """vLLM engine arguments, minus the OpenAI server's and LoRA's.
 
         Chat templates are applied before the engine (``PromptRenderer``); batch lines
-        address variants, not adapters, so the engine runs without LoRA slots.
+        address variants, not adapters, so the engine runs without LoRA slots. Config
+        sections given as mappings (``structured_outputs_config: {...}``) become vLLM's
+        config objects, as vLLM's command line and Ray Serve LLM make them: Ray Data
+        LLM hands the arguments to ``AsyncEngineArgs`` as they are.
         """
-        return {k: v for k, v in self.engine_kwargs.items() if k not in NOT_FOR_BATCH}
+        kwargs = {k: v for k, v in self.engine_kwargs.items() if k not in NOT_FOR_BATCH}
+        return vllm_config_sections(kwargs)
 
     def renderer_kwargs(self) -> dict[str, Any]:
         return {
@@ -87,6 +91,15 @@ class VariantEngineSpec:
             "chat_template": self.engine_kwargs.get("chat_template"),
             "chat_template_kwargs": self.engine_kwargs.get("default_chat_template_kwargs"),
         }
+
+
+def vllm_config_sections(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Engine arguments with mapping values of config fields validated into vLLM's configs."""
+    from ray.llm._internal.serve.engines.vllm.vllm_engine import (
+        _normalize_vllm_engine_kwargs,  # Ray Serve LLM's own step (ray pinned)
+    )
+
+    return _normalize_vllm_engine_kwargs(kwargs)
 
 
 def request_row(request: PromptRequest) -> dict[str, Any]:

@@ -40,6 +40,20 @@ def test_spec_runs_the_serving_engine_profile_on_the_cpu_backend() -> None:
     assert spec.renderer_kwargs()["chat_template"] == spec.engine_kwargs["chat_template"]
 
 
+def test_config_sections_become_vllm_configs_as_on_the_command_line() -> None:
+    from vllm.config import StructuredOutputsConfig
+
+    catalog = load_catalog()
+    fixture = catalog.variants["tiny-random-gemma-4"]
+    spec = VariantEngineSpec.from_llm_config(llm_config_data(catalog, fixture, "cpu", gemma_home()))
+    assert spec.engine_kwargs["structured_outputs_config"] == {"enable_in_reasoning": True}
+    kwargs = spec.processor_engine_kwargs()
+    section = kwargs["structured_outputs_config"]
+    assert isinstance(section, StructuredOutputsConfig)
+    assert section.enable_in_reasoning
+    assert kwargs["max_num_batched_tokens"] == 1024
+
+
 def test_request_row_has_one_schema_for_chat_and_completion() -> None:
     p = planner()
     chat = request_row(p.plan(parse_line(chat_line("a", max_tokens=3))))
