@@ -8,8 +8,10 @@ another: one engine in memory at a time.
 
 ``ServeProcessorEngine`` sends the requests to the engine deployments of a Serve
 application that is already up (``ServeDeploymentProcessorConfig``); it shares those
-engines with online traffic, so it is the choice when a cluster is serving anyway. Its
-``abort`` cancels the requests in flight on those engines (``batch.serve_stage``).
+engines with online traffic, so it is the choice when a cluster is serving anyway: its
+requests carry the ``batch`` class's engine priority (``gateway.priority``), so live
+traffic is scheduled first. Its ``abort`` cancels the requests in flight on those
+engines (``batch.serve_stage``).
 
 Pipeline per variant: ``from_items`` -> ``PromptRenderer`` (chat template, images) ->
 the vLLM stage (Ray Data LLM's own chat template and tokenizer stages are off: rows carry
@@ -29,6 +31,7 @@ from typing import Any
 from batch.engine import EngineResult, finish_reason, is_abort_error
 from batch.prompts import PromptRenderer
 from batch.requests import PromptRequest
+from gateway.priority import PriorityClass, engine_priority
 
 ERROR_COLUMN = "__inference_error__"
 OBJECT_STORE_BYTES = 1 << 30  # rows are prompts and small images; keep shared memory free
@@ -214,6 +217,7 @@ def serve_request(request: PromptRequest) -> dict[str, Any]:
         "presence_penalty": params["presence_penalty"],
         "frequency_penalty": params["frequency_penalty"],
         "seed": params["seed"],
+        "priority": engine_priority(PriorityClass.BATCH),
     }
     if params["stop"]:
         kwargs["stop"] = params["stop"]

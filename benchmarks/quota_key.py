@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from gateway.priority import DEFAULT_CLASS, PriorityClass
 from gateway.quotas.backend import RedisQuotaBackend
 from gateway.quotas.settings import QuotaSettings
 
@@ -15,13 +16,17 @@ class QuotaKey:
         self.settings = QuotaSettings.model_validate({"redis_url": redis_url, "key_prefix": prefix})
         self.enabled = enabled
 
-    async def create(self) -> str | None:
+    async def create(
+        self, tenant: str = "benchmark", priority_class: PriorityClass = DEFAULT_CLASS
+    ) -> str | None:
         """The secret of a fresh key, or ``None`` with quotas off."""
         if not self.enabled:
             return None
         backend = RedisQuotaBackend.from_settings(self.settings)
         try:
-            secret, _ = await backend.keys.create(tenant="benchmark", name="gateway-overhead")
+            secret, _ = await backend.keys.create(
+                tenant=tenant, name="benchmark", priority_class=priority_class
+            )
         finally:
             await backend.aclose()
         return secret

@@ -70,12 +70,13 @@ def remembered(scope: Scope) -> ApiKey | None:
 
 
 async def authenticate(request: Request, keys: KeyStore) -> ApiKey:
-    """The request's key (its tenant noted for the request's metrics)."""
+    """The request's key (its tenant and class noted for the request's metrics)."""
     if isinstance(keys, AnonymousKeys):
         key = ANONYMOUS
     else:
         key = remembered(request.scope) or await keys.authenticate(bearer_secret(request.headers))
-    request_facts(request).tenant = key.tenant
+    facts = request_facts(request)
+    facts.tenant, facts.priority_class = key.tenant, key.priority_class.value
     return key
 
 

@@ -68,8 +68,9 @@ class GatewayMetrics:
         )
         self.time_to_first_token = Histogram(
             "gateway_time_to_first_token_seconds",
-            "Seconds from request start to the first streamed event.",
-            ["route", "model"],
+            "Seconds from request start to the first streamed event (the engine's queue time "
+            "and prefill), by the key's priority class.",
+            ["route", "model", "priority_class"],
             buckets=TTFT_BUCKETS,
             registry=self.registry,
         )

@@ -26,6 +26,9 @@ reservation (``gateway.dispatch``). A stream the client leaves is
 cancelled upstream (so the engine stops) and settled with what was counted: the
 last usage seen (streams ask for usage on every chunk), else the prompt estimate
 plus one token per relayed chunk.
+
+Chat and completion requests reach the engine with the priority of the key's class
+(``gateway.priority``); vLLM's transcription endpoint has no priority field.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from opentelemetry import trace
 
-from gateway import accounting, auth
+from gateway import accounting, auth, priority
 from gateway.dispatch import Dispatcher, Exchange, Prepare, Send
 from gateway.errors import ClientDisconnected, UpstreamUnavailable
 from gateway.media.validator import MediaValidator
@@ -198,7 +201,8 @@ class Proxy:
 
         async def send(model: ModelInfo) -> aiohttp.ClientResponse:
             body = accounting.engine_payload(payload, needs, cap, model)
-            return await self.client.send("POST", path, json={**body, "model": model.id})
+            body = priority.with_priority({**body, "model": model.id}, key.priority_class)
+            return await self.client.send("POST", path, json=body)
 
         reserve = accounting.reservation(needs, cap)
         async with self._abandonable(request):
@@ -232,6 +236,7 @@ class Proxy:
             if not by_endpoint(model):
                 chat = speech.chat_payload(job, wav, model.id)
                 body = accounting.engine_payload(chat, job.needs, cap, model)
+                body = priority.with_priority(body, key.priority_class)
                 return await self.client.send("POST", speech.CHAT_PATH, json=body)
             form = aiohttp.FormData([(k, v) for k, v in upload.fields if k != "model"])
             form.add_field("model", model.id)

@@ -219,6 +219,32 @@ TENANTS = (
         "Engine usage: in = prompt, out = completion.",
     ),
     Graph(
+        "Served share by tenant",
+        "percentunit",
+        (
+            Query(
+                f'sum by (tenant) (rate(gateway_tenant_tokens_total{{{GATEWAY}, direction="out"}}'
+                f"[{RATE}])) / scalar(sum(rate(gateway_tenant_tokens_total{{{GATEWAY}, "
+                f'direction="out"}}[{RATE}])))',
+                "{{tenant}}",
+            ),
+        ),
+        "Each tenant's part of the completion tokens the engines produced.",
+    ),
+    Graph(
+        "Time to first token by priority class",
+        "s",
+        tuple(
+            Query(
+                f"histogram_quantile({q}, sum by (le, priority_class) (rate("
+                f"gateway_time_to_first_token_seconds_bucket{{{GATEWAY}}}[{RATE}])))",
+                f"p{int(q * 100)} {{{{priority_class}}}}",
+            )
+            for q in (0.5, 0.99)
+        ),
+        "Streams, by the key's class: the engine's queue time and prefill.",
+    ),
+    Graph(
         "Quota refusals by reason",
         "reqps",
         (

@@ -101,6 +101,8 @@ def engine_kwargs(variant: Variant, target: str, home: Path) -> dict[str, Any]:
         "max_num_seqs": engine.max_num_seqs,
         "tensor_parallel_size": engine.tensor_parallel_size,
         "enforce_eager": engine.enforce_eager,
+        # The gateway gives each request its key's class priority (gateway.priority).
+        "scheduling_policy": "priority",
     }
     if target != CPU:
         kwargs["gpu_memory_utilization"] = engine.gpu_memory_utilization

@@ -6,7 +6,8 @@ Routes (``Authorization: Bearer <admin key>``)::
     GET  /admin/keys[?tenant=...]       list (revoked keys included)
     GET  /admin/keys/{key_id}           show
     POST /admin/keys/{key_id}/revoke    revoke (idempotent)
-    PUT  /admin/keys/{key_id}/limits    replace limits (and per-model overrides when given)
+    PUT  /admin/keys/{key_id}/limits    replace limits (per-model overrides and the priority
+                                        class too, when given)
 
 The admin key is compared with ``hmac.compare_digest``. A deployment without an
 admin key has no admin API: every route answers 404, as for any unknown path, so
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.api.json_types import Count
 from gateway.api.responses import errors
 from gateway.errors import AuthenticationFailed, InvalidRequest, NotFound
+from gateway.priority import DEFAULT_CLASS, PriorityClass
 from gateway.quotas.backend import RedisQuotaBackend
 from gateway.quotas.protocol import Limits
 from gateway.quotas.records import key_to_dict
@@ -55,6 +57,7 @@ class CreateKeyBody(BaseModel):
     allowed_capabilities: list[str] | None = None
     limits: LimitsBody = LimitsBody()
     model_limits: dict[str, LimitsBody] = {}
+    priority_class: PriorityClass = DEFAULT_CLASS
 
 
 class SetLimitsBody(BaseModel):
@@ -62,6 +65,7 @@ class SetLimitsBody(BaseModel):
 
     limits: LimitsBody
     model_limits: dict[str, LimitsBody] | None = None
+    priority_class: PriorityClass | None = None
 
 
 def _bearer(authorization: str | None) -> str | None:
@@ -104,6 +108,7 @@ def create_admin_router(backend: RedisQuotaBackend, admin_key: str | None) -> AP
                 model_limits={m: lim.to_limits() for m, lim in body.model_limits.items()},
                 allowed_models=body.allowed_models,
                 allowed_capabilities=body.allowed_capabilities,
+                priority_class=body.priority_class,
             )
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
@@ -129,6 +134,7 @@ def create_admin_router(backend: RedisQuotaBackend, admin_key: str | None) -> AP
             key_id,
             body.limits.to_limits(),
             None if models is None else {m: lim.to_limits() for m, lim in models.items()},
+            body.priority_class,
         )
         return key_to_dict(key)
 

@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gateway.priority import DEFAULT_CLASS, PriorityClass
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -41,7 +43,8 @@ class ApiKey:
     """What the gateway knows about an authenticated key (never the secret).
 
     ``allowed_models`` / ``allowed_capabilities`` of ``None`` allow everything;
-    ``hint`` is the secret's last four characters, for people telling keys apart.
+    ``hint`` is the secret's last four characters, for people telling keys apart;
+    ``priority_class`` orders its requests at the engines (``gateway.priority``).
     """
 
     key_id: str
@@ -54,6 +57,7 @@ class ApiKey:
     hint: str = ""
     created_at: float = 0.0
     revoked_at: float | None = None
+    priority_class: PriorityClass = DEFAULT_CLASS
 
     @property
     def revoked(self) -> bool:

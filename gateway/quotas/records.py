@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from gateway.priority import DEFAULT_CLASS, PriorityClass
 from gateway.quotas.protocol import ApiKey, Limits
 
 LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "tokens_per_day", "max_concurrent")
@@ -43,6 +44,7 @@ def key_to_dict(key: ApiKey) -> dict[str, Any]:
         "revoked_at": key.revoked_at,
         "allowed_models": _names(key.allowed_models),
         "allowed_capabilities": _names(key.allowed_capabilities),
+        "priority_class": key.priority_class.value,
         "limits": limits_to_dict(key.limits),
         "model_limits": {m: limits_to_dict(lim) for m, lim in sorted(key.model_limits.items())},
     }
@@ -64,6 +66,7 @@ def key_from_dict(data: Mapping[str, Any]) -> ApiKey:
         allowed_capabilities=_frozen(data.get("allowed_capabilities")),
         limits=limits_from_dict(data.get("limits")),
         model_limits={m: limits_from_dict(v) for m, v in (data.get("model_limits") or {}).items()},
+        priority_class=PriorityClass(data.get("priority_class") or DEFAULT_CLASS),
     )
 
 

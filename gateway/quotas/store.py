@@ -38,6 +38,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from gateway.errors import AuthenticationFailed, NotFound, QuotaBackendUnavailable
+from gateway.priority import DEFAULT_CLASS, PriorityClass
 from gateway.quotas import records
 from gateway.quotas.breaker import CircuitBreaker
 from gateway.quotas.client import BACKEND_ERRORS
@@ -166,6 +167,7 @@ class RedisKeyStore:
         model_limits: Mapping[str, Limits] | None = None,
         allowed_models: Iterable[str] | None = None,
         allowed_capabilities: Iterable[str] | None = None,
+        priority_class: PriorityClass = DEFAULT_CLASS,
         secret: str | None = None,
     ) -> tuple[str, ApiKey]:
         """A new key and its secret (shown once: only its hash is stored).
@@ -189,6 +191,7 @@ class RedisKeyStore:
             allowed_capabilities=(
                 None if allowed_capabilities is None else frozenset(allowed_capabilities)
             ),
+            priority_class=priority_class,
         )
         digest = secret_hash(secret)
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -256,12 +259,14 @@ class RedisKeyStore:
         key_id: str,
         limits: Limits,
         model_limits: Mapping[str, Limits] | None = None,
+        priority_class: PriorityClass | None = None,
     ) -> ApiKey:
-        """Replace the key's limits (and, when given, its per-model overrides)."""
+        """Replace the key's limits (and, when given, its per-model overrides and class)."""
 
         def change(key: ApiKey) -> ApiKey:
             models = key.model_limits if model_limits is None else dict(model_limits)
-            return replace(key, limits=limits, model_limits=models)
+            kept = key.priority_class if priority_class is None else priority_class
+            return replace(key, limits=limits, model_limits=models, priority_class=kept)
 
         key = await self._update(key_id, change)
         logger.info("changed limits of API key %s", key_id)

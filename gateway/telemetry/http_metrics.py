@@ -26,11 +26,13 @@ COUNTED_PREFIX = "/v1/"
 
 @dataclass
 class RequestFacts:
-    """What the request path learned: the serving model, the capability, the key's tenant."""
+    """What the request path learned: the serving model, the capability, the key's tenant
+    and priority class."""
 
     model: str = NO_MODEL
     capability: str = NO_MODEL
     tenant: str = NO_MODEL
+    priority_class: str = NO_MODEL
 
 
 def request_facts(request: Request) -> RequestFacts:
@@ -79,7 +81,8 @@ class RequestMetricsMiddleware:
         self.metrics.tenant_requests.labels(facts.tenant, facts.model, status).inc()
         self.metrics.duration.labels(route, facts.model).observe(watch.elapsed())
         if watch.first_event is not None:
-            self.metrics.time_to_first_token.labels(route, facts.model).observe(
+            ttft = self.metrics.time_to_first_token
+            ttft.labels(route, facts.model, facts.priority_class).observe(
                 watch.first_event - watch.started
             )
 

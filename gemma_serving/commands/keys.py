@@ -4,6 +4,8 @@ A key's secret is printed once, by ``create`` (or ``dev``); Redis keeps only its
 SHA-256. Limits: ``--rpm`` requests per minute, ``--tpm`` tokens per minute,
 ``--tpd`` tokens per day, ``--concurrency`` requests in flight; a per-model
 override is ``--model-limit MODEL:rpm=10,tpm=5000,tpd=100000,concurrency=2``.
+``--priority-class interactive|standard|batch`` orders the key's requests at the
+engines (``gateway.priority``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from gateway.errors import AuthenticationFailed, GatewayError
+from gateway.priority import DEFAULT_CLASS, PriorityClass
 from gateway.quotas.backend import RedisQuotaBackend
 from gateway.quotas.protocol import ApiKey, Limits
 from gateway.quotas.records import key_to_dict
@@ -52,6 +55,10 @@ ModelLimit = Annotated[
     typer.Option(
         "--model-limit", help="Per-model limits, MODEL:rpm=..,tpm=..,tpd=..,concurrency=.."
     ),
+]
+Priority = Annotated[
+    PriorityClass | None,
+    typer.Option("--priority-class", help="Engine priority of the key's requests."),
 ]
 
 
@@ -113,6 +120,7 @@ def _print_key(key: ApiKey, as_json: bool) -> None:
     state = "revoked" if key.revoked else "active"
     typer.echo(
         f"{key.key_id}  tenant={key.tenant}  {state}  gsk-…{key.hint}  "
+        f"class={key.priority_class}  "
         f"rpm={_fmt(lim.requests_per_minute)} tpm={_fmt(lim.tokens_per_minute)} "
         f"tpd={_fmt(lim.tokens_per_day)} concurrency={_fmt(lim.max_concurrent)}"
     )
@@ -139,6 +147,7 @@ def create(
     tpd: Tpd = None,
     concurrency: Conc = None,
     model_limit: ModelLimit = None,
+    priority_class: Priority = None,
     as_json: AsJson = False,
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
     key_prefix: KeyPrefix = "gs:",
@@ -156,6 +165,7 @@ def create(
             model_limits=overrides,
             allowed_models=_csv(models),
             allowed_capabilities=_csv(capabilities),
+            priority_class=priority_class or DEFAULT_CLASS,
         ),
     )
     if as_json:
@@ -214,18 +224,19 @@ def set_limits(
     clear_model_limits: Annotated[
         bool, typer.Option("--clear-model-limits", help="Drop every per-model override first.")
     ] = False,
+    priority_class: Priority = None,
     as_json: AsJson = False,
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
     key_prefix: KeyPrefix = "gs:",
 ) -> None:
-    """Change limits; options not given keep their value, -1 makes a limit unlimited."""
+    """Change limits and class; options not given keep their value, -1 makes a limit unlimited."""
 
     async def work(store: RedisKeyStore) -> ApiKey:
         key = await store.get(key_id)
         limits = _limits(key.limits, rpm=rpm, tpm=tpm, tpd=tpd, concurrency=concurrency)
         models = {} if clear_model_limits else dict(key.model_limits)
         models.update(parse_model_limit(spec) for spec in model_limit or [])
-        return await store.set_limits(key_id, limits, models)
+        return await store.set_limits(key_id, limits, models, priority_class)
 
     _print_key(_run(redis_url, key_prefix, work), as_json)
 

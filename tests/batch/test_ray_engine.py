@@ -12,6 +12,7 @@ from batch.ray_engine import (
     result_from_row,
     serve_request,
 )
+from gateway.priority import PriorityClass, engine_priority
 from serving.app import cpu_env, llm_config_data
 from serving.catalog import load_catalog
 from serving.logs import vllm_logging_env
@@ -86,6 +87,9 @@ def test_serve_request_is_the_openai_request() -> None:
     kwargs = json.loads(row["request_kwargs_json"])
     assert kwargs["model"] == TEXT
     assert (kwargs["max_tokens"], kwargs["stop"], kwargs["stream"]) == (3, ["x"], False)
+    # Batch lines share the live engines in the lowest class: vLLM schedules them last.
+    assert kwargs["priority"] == engine_priority(PriorityClass.BATCH)
+    assert kwargs["priority"] > max(engine_priority(c) for c in PriorityClass if c != "batch")
     completion = serve_request(p.plan(parse_line(completion_line("b"))))
     assert (completion["method"], json.loads(completion["request_kwargs_json"])["prompt"]) == (
         "completions",

@@ -19,6 +19,7 @@ import pytest
 from openai import OpenAI
 
 from gateway.app import create_app
+from gateway.priority import PriorityClass, engine_priority
 from tests.gateway.conftest import gateway_settings
 from tests.support.redis_server import RedisServer
 from tests.support.servers import serve_in_thread
@@ -100,6 +101,25 @@ def test_key_created_through_the_admin_api_works_with_the_openai_client(
     assert raw.headers["x-ratelimit-remaining-requests"] == "9"
     assert raw.headers["x-ratelimit-limit-tokens"] == "10000"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip() == ANSWER
+
+
+def test_each_request_reaches_the_engine_with_its_keys_class_priority(
+    http: httpx.Client, stub: StubUpstream
+) -> None:
+    for priority_class in PriorityClass:
+        key = create_key(http, priority_class=priority_class.value)
+        with openai_client(http, key["key"]) as client:
+            client.chat.completions.create(model=TEXT_MODEL, messages=[USER], max_tokens=4)
+            client.completions.create(model=TEXT_MODEL, prompt="hi", max_tokens=4)
+        sent = [body["priority"] for _, body in stub.requests[-2:]]
+        assert sent == [engine_priority(priority_class)] * 2
+    # A client cannot pick its own priority: the field is not one it may send.
+    key = create_key(http, priority_class="batch")
+    with openai_client(http, key["key"]) as client, pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(
+            model=TEXT_MODEL, messages=[USER], extra_body={"priority": -100}
+        )
+    assert bad.value.body["param"] == "priority"  # type: ignore[index]
 
 
 def test_unknown_and_revoked_keys_are_refused_with_401(http: httpx.Client) -> None:

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from gateway.errors import GatewayError, body_for
+from gateway.priority import PriorityClass
 from gateway.quotas.admin import create_admin_router
 from gateway.quotas.backend import RedisQuotaBackend
 
@@ -74,6 +75,24 @@ async def test_revoke_and_set_limits(client: httpx.AsyncClient, backend: RedisQu
     assert revoked.status_code == 200
     assert revoked.json()["revoked_at"] is not None
     assert (await backend.keys.get(key_id)).revoked
+
+
+async def test_priority_class_through_the_admin_api(
+    client: httpx.AsyncClient, backend: RedisQuotaBackend
+) -> None:
+    body = {"tenant": "acme", "priority_class": "interactive"}
+    created = (await client.post("/admin/keys", json=body, headers=AUTH)).json()
+    assert created["priority_class"] == "interactive"
+    key_id = created["id"]
+    limits = {"limits": {"tokens_per_day": 10}}
+    kept = await client.put(f"/admin/keys/{key_id}/limits", json=limits, headers=AUTH)
+    assert kept.json()["priority_class"] == "interactive"
+    changed = {**limits, "priority_class": "batch"}
+    assert (await client.put(f"/admin/keys/{key_id}/limits", json=changed, headers=AUTH)).is_success
+    assert (await backend.keys.get(key_id)).priority_class is PriorityClass.BATCH
+    bad = {"tenant": "acme", "priority_class": "urgent"}
+    refused = await client.post("/admin/keys", json=bad, headers=AUTH)
+    assert refused.status_code == 422
 
 
 async def test_unknown_key_is_404(client: httpx.AsyncClient) -> None:

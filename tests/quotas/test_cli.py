@@ -11,6 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from gateway.errors import AuthenticationFailed
+from gateway.priority import PriorityClass
 from gateway.quotas.backend import RedisQuotaBackend
 from gateway.quotas.protocol import ApiKey, Limits
 from gateway.quotas.settings import QuotaSettings
@@ -102,6 +103,26 @@ def test_set_limits_and_revoke(redis_url: str) -> None:
     assert "revoked" in keys(redis_url, "revoke", key_id)
     with pytest.raises(AuthenticationFailed):
         authenticate(redis_url, created["key"])
+
+
+def test_priority_class_is_set_at_creation_and_changed_by_set_limits(redis_url: str) -> None:
+    created = json.loads(
+        keys(redis_url, "create", "--tenant", "acme", "--priority-class", "batch", "--json")
+    )
+    assert created["priority_class"] == "batch"
+    assert authenticate(redis_url, created["key"]).priority_class is PriorityClass.BATCH
+    kept = json.loads(keys(redis_url, "set-limits", created["id"], "--rpm", "9", "--json"))
+    assert kept["priority_class"] == "batch"
+    keys(redis_url, "set-limits", created["id"], "--priority-class", "interactive")
+    assert authenticate(redis_url, created["key"]).priority_class is PriorityClass.INTERACTIVE
+    assert "class=interactive" in keys(redis_url, "show", created["id"])
+    plain = keys(redis_url, "create", "--tenant", "acme").strip().splitlines()[-1]
+    assert authenticate(redis_url, plain).priority_class is PriorityClass.STANDARD
+    wrong = runner.invoke(
+        app,
+        ["keys", "create", "--tenant", "a", "--priority-class", "urgent", "--redis-url", redis_url],
+    )
+    assert wrong.exit_code == 2
 
 
 def test_unknown_key_fails_cleanly(redis_url: str) -> None:

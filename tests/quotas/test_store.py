@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from gateway.errors import AuthenticationFailed, NotFound
+from gateway.priority import PriorityClass
 from gateway.quotas.backend import RedisQuotaBackend
 from gateway.quotas.protocol import Limits
 from gateway.quotas.settings import QuotaSettings
@@ -117,6 +118,10 @@ async def test_list_get_and_set_limits(backend: RedisQuotaBackend) -> None:
 
     kept = await backend.keys.set_limits(a.key_id, Limits(requests_per_minute=1))
     assert kept.model_limits == override
+    assert kept.priority_class is PriorityClass.STANDARD
+    batch = await backend.keys.set_limits(a.key_id, kept.limits, None, PriorityClass.BATCH)
+    assert (batch.model_limits, batch.limits) == (override, kept.limits)
+    assert (await backend.keys.get(a.key_id)).priority_class is PriorityClass.BATCH
 
 
 async def test_unknown_key_id_is_not_found(backend: RedisQuotaBackend) -> None:

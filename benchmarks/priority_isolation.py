@@ -1,0 +1,251 @@
+"""Interactive time to first token under a bulk flood, with priority classes on and off.
+
+One Serve application (``--profile``, default cpu-text: the 270M engine) and one gateway
+process with keys in Redis. The phases run one after another on the same engine:
+
+    idle       interactive streams (an ``interactive``-class key), one at a time, alone
+    priority   the same streams while ``--flood`` clients keep sending long answers
+               (``--flood-tokens``) with a ``batch``-class key: the engine is saturated
+    fcfs       the same, with both keys in the same class (``standard``): the engine's
+               order is then first come, first served, as without classes
+    fairness   two tenants of the same class and weight, one offering ``--heavy-factor``
+               times the other's requests per second (open loop) for ``--fair-seconds``:
+               each tenant's served/offered and Jain's index of those ratios
+
+Printed: TTFT p50/p99 per phase, each flood phase's p99 over the idle p99 (target: at most
+1.5x with priority on), the fairness figures (targets: the light tenant served at least
+90% of what it offered, Jain's index at least 0.9); written to results/benchmarks/. It
+starts an engine: run it alone (``flock /tmp/gemma-engine.lock ...``).
+
+    .venv/bin/python benchmarks/priority_isolation.py [--probes 20] [--flood 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+
+from benchmarks.processes import ROOT, free_port, python_process
+from benchmarks.quota_key import QuotaKey
+from benchmarks.stack_vs_engine import _quantile, engine_command, serve_app
+from gateway.priority import PriorityClass
+
+RESULTS = ROOT / "results" / "benchmarks"
+TTFT_TARGET = 1.5
+LIGHT_SERVED_TARGET = 0.9
+JAIN_TARGET = 0.9
+PROMPT = [{"role": "user", "content": "Tell me about lighthouses."}]
+
+
+def _body(model: str, max_tokens: int) -> dict[str, Any]:
+    return {
+        "model": model,
+        "messages": PROMPT,
+        "max_tokens": max_tokens,
+        "ignore_eos": True,
+        "temperature": 0.0,
+        "stream": True,
+    }
+
+
+async def _ttft(client: httpx.AsyncClient, secret: str, body: dict[str, Any]) -> float | None:
+    """Seconds to the first content of a stream (``None`` when it failed)."""
+    started = time.perf_counter()
+    headers = {"authorization": f"Bearer {secret}"}
+    first: float | None = None
+    try:
+        async with client.stream("POST", "/chat/completions", json=body, headers=headers) as r:
+            if r.status_code != 200:
+                return None
+            async for line in r.aiter_lines():
+                if first is None and line.startswith("data: {"):
+                    choices = json.loads(line[6:]).get("choices") or []
+                    if any((c.get("delta") or {}).get("content") for c in choices):
+                        first = time.perf_counter()
+    except httpx.HTTPError:
+        return None
+    return None if first is None else first - started
+
+
+def _figures(ttfts: list[float | None]) -> dict[str, Any]:
+    done = sorted(t * 1000 for t in ttfts if t is not None)
+    return {
+        "probes": len(ttfts),
+        "errors": len(ttfts) - len(done),
+        "ttft_p50_ms": round(_quantile(done, 0.5), 1),
+        "ttft_p99_ms": round(_quantile(done, 0.99), 1),
+    }
+
+
+async def _probes(client: httpx.AsyncClient, secret: str, model: str, n: int) -> dict[str, Any]:
+    ttfts = []
+    for _ in range(n):
+        ttfts.append(await _ttft(client, secret, _body(model, 8)))
+        await asyncio.sleep(0.2)
+    return _figures(ttfts)
+
+
+async def _flooded(
+    client: httpx.AsyncClient, args: argparse.Namespace, model: str, live: str, bulk: str
+) -> dict[str, Any]:
+    """Interactive probes while ``args.flood`` clients keep the engine full."""
+    stop = asyncio.Event()
+
+    async def flood() -> None:
+        while not stop.is_set():
+            await _ttft(client, bulk, _body(model, args.flood_tokens))
+
+    workers = [asyncio.create_task(flood()) for _ in range(args.flood)]
+    await asyncio.sleep(args.warm_seconds)  # the flood fills every slot and a queue
+    try:
+        return await _probes(client, live, model, args.probes)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+
+async def _fairness(
+    client: httpx.AsyncClient, args: argparse.Namespace, model: str, light: str, heavy: str
+) -> dict[str, Any]:
+    """Open-loop offers from two tenants; served = answered within the phase and its grace."""
+    offered = {"light": 0, "heavy": 0}
+    served = {"light": 0, "heavy": 0}
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(tenant: str, secret: str) -> None:
+        if await _ttft(client, secret, _body(model, args.fair_tokens)) is not None:
+            served[tenant] += 1
+
+    async def offer(tenant: str, secret: str, rate: float) -> None:
+        deadline = time.perf_counter() + args.fair_seconds
+        while time.perf_counter() < deadline:
+            offered[tenant] += 1
+            tasks.append(asyncio.create_task(one(tenant, secret)))
+            await asyncio.sleep(1 / rate)
+
+    light_rate = args.light_rate
+    await asyncio.gather(
+        offer("light", light, light_rate), offer("heavy", heavy, light_rate * args.heavy_factor)
+    )
+    _, pending = await asyncio.wait(tasks, timeout=args.grace_seconds) if tasks else ((), ())
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    ratios = {t: served[t] / offered[t] if offered[t] else 0.0 for t in offered}
+    values = list(ratios.values())
+    jain = sum(values) ** 2 / (len(values) * sum(v * v for v in values)) if any(values) else 0.0
+    return {
+        "offered": offered,
+        "served": served,
+        "served_over_offered": {t: round(r, 3) for t, r in ratios.items()},
+        "jain_index": round(jain, 3),
+    }
+
+
+async def _run(args: argparse.Namespace, gateway: str, model: str, prefix: str) -> dict[str, Any]:
+    key = QuotaKey(args.redis_url, prefix)
+    secrets = {
+        "interactive": await key.create("live", PriorityClass.INTERACTIVE),
+        "batch": await key.create("bulk", PriorityClass.BATCH),
+        "live-standard": await key.create("live", PriorityClass.STANDARD),
+        "bulk-standard": await key.create("bulk", PriorityClass.STANDARD),
+        "light": await key.create("light", PriorityClass.STANDARD),
+        "heavy": await key.create("heavy", PriorityClass.STANDARD),
+    }
+    s = {name: str(secret) for name, secret in secrets.items()}
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+    results: dict[str, Any] = {}
+    async with httpx.AsyncClient(base_url=gateway + "/v1", timeout=900, limits=limits) as client:
+        await _ttft(client, s["interactive"], _body(model, 4))  # warm-up
+        results["idle"] = await _probes(client, s["interactive"], model, args.probes)
+        results["priority"] = await _flooded(client, args, model, s["interactive"], s["batch"])
+        results["fcfs"] = await _flooded(
+            client, args, model, s["live-standard"], s["bulk-standard"]
+        )
+        results["fairness"] = await _fairness(client, args, model, s["light"], s["heavy"])
+    await key.delete_all()
+    return results
+
+
+def report(results: dict[str, Any]) -> None:
+    idle_p99 = results["idle"]["ttft_p99_ms"]
+    print(
+        f"{'phase':<10}{'probes':>7}{'errors':>7}{'TTFT p50':>10}{'TTFT p99':>10}{'x idle p99':>12}"
+    )
+    for phase in ("idle", "priority", "fcfs"):
+        f = results[phase]
+        ratio = f["ttft_p99_ms"] / idle_p99 if idle_p99 else float("nan")
+        print(
+            f"{phase:<10}{f['probes']:>7}{f['errors']:>7}{f['ttft_p50_ms']:>10}"
+            f"{f['ttft_p99_ms']:>10}{ratio:>12.2f}"
+        )
+    ratio = results["priority"]["ttft_p99_ms"] / idle_p99 if idle_p99 else float("nan")
+    verdict = "PASS" if ratio <= TTFT_TARGET else "FAIL"
+    print(f"target: priority p99 <= {TTFT_TARGET}x idle p99: {ratio:.2f}x {verdict}")
+    fair = results["fairness"]
+    light = fair["served_over_offered"]["light"]
+    ok = light >= LIGHT_SERVED_TARGET and fair["jain_index"] >= JAIN_TARGET
+    print(
+        f"fairness: offered {fair['offered']}, served {fair['served']}, "
+        f"served/offered {fair['served_over_offered']}, Jain's index {fair['jain_index']} "
+        f"(targets: light >= {LIGHT_SERVED_TARGET}, Jain >= {JAIN_TARGET}) "
+        f"{'PASS' if ok else 'FAIL'}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu-text", help="catalog profile (first variant)")
+    parser.add_argument("--probes", type=int, default=20, help="interactive streams per phase")
+    parser.add_argument("--flood", type=int, default=16, help="concurrent bulk clients")
+    parser.add_argument("--flood-tokens", type=int, default=200)
+    parser.add_argument("--warm-seconds", type=float, default=5.0)
+    parser.add_argument("--light-rate", type=float, default=0.2, help="light tenant's req/s")
+    parser.add_argument("--heavy-factor", type=float, default=10.0)
+    parser.add_argument("--fair-tokens", type=int, default=64)
+    parser.add_argument("--fair-seconds", type=float, default=60.0)
+    parser.add_argument("--grace-seconds", type=float, default=30.0)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    _, _, model = engine_command(args.profile, 0)
+    prefix = f"gs-bench-priority-{uuid.uuid4().hex[:8]}:"
+    with serve_app(args.profile) as serve_url:
+        port = free_port()
+        gateway = f"http://127.0.0.1:{port}"
+        env = {
+            "GATEWAY_UPSTREAM_URL": serve_url.removesuffix("/v1"),
+            "GATEWAY_QUOTA__REDIS_URL": args.redis_url,
+            "GATEWAY_QUOTA__KEY_PREFIX": prefix,
+        }
+        command = ["-m", "uvicorn", "--factory", "gateway.app:create_app_from_env"]
+        command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+        cores = set(os.sched_getaffinity(0))
+        with python_process(command, cores=cores, ready_url=gateway + "/healthz", env=env):
+            results = asyncio.run(_run(args, gateway, model, prefix))
+    report(results)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"priority_isolation-{stamp}.json"
+    config = {**vars(args), "python": platform.python_version()}
+    path.write_text(json.dumps({"config": config, "results": results}, indent=2) + "\n")
+    print(f"written: {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
