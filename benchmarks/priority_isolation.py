@@ -1,13 +1,14 @@
 """Interactive time to first token under a bulk flood, with priority classes on and off.
 
-One Serve application (``--profile``, default cpu-text: the 270M engine) and one gateway
-process with keys in Redis. The phases run one after another on the same engine:
+One Serve application (``--profile``, default cpu-text: the 270M engine) and two gateway
+processes with keys in Redis: one as deployed (priority classes and the fair share on),
+one with the fair share off. The phases run one after another on the same engine:
 
     idle       interactive streams (an ``interactive``-class key), one at a time, alone
     priority   the same streams while ``--flood`` clients keep sending long answers
                (``--flood-tokens``) with a ``batch``-class key: the engine is saturated
-    fcfs       the same, with both keys in the same class (``standard``): the engine's
-               order is then first come, first served, as without classes
+    fcfs       the same through the gateway without fair share, both keys in one class
+               (``standard``): first come, first served, as without any of it
     fairness   two tenants of the same class and weight, one offering ``--heavy-factor``
                times the other's requests per second (open loop) for ``--fair-seconds``:
                each tenant's served/offered and Jain's index of those ratios
@@ -158,7 +159,9 @@ async def _fairness(
     }
 
 
-async def _run(args: argparse.Namespace, gateway: str, model: str, prefix: str) -> dict[str, Any]:
+async def _run(
+    args: argparse.Namespace, gateway: str, unshared: str, model: str, prefix: str
+) -> dict[str, Any]:
     key = QuotaKey(args.redis_url, prefix)
     secrets = {
         "interactive": await key.create("live", PriorityClass.INTERACTIVE),
@@ -171,13 +174,14 @@ async def _run(args: argparse.Namespace, gateway: str, model: str, prefix: str) 
     s = {name: str(secret) for name, secret in secrets.items()}
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
     results: dict[str, Any] = {}
-    async with httpx.AsyncClient(base_url=gateway + "/v1", timeout=900, limits=limits) as client:
+    async with (
+        httpx.AsyncClient(base_url=gateway + "/v1", timeout=900, limits=limits) as client,
+        httpx.AsyncClient(base_url=unshared + "/v1", timeout=900, limits=limits) as plain,
+    ):
         await _ttft(client, s["interactive"], _body(model, 4))  # warm-up
         results["idle"] = await _probes(client, s["interactive"], model, args.probes)
         results["priority"] = await _flooded(client, args, model, s["interactive"], s["batch"])
-        results["fcfs"] = await _flooded(
-            client, args, model, s["live-standard"], s["bulk-standard"]
-        )
+        results["fcfs"] = await _flooded(plain, args, model, s["live-standard"], s["bulk-standard"])
         results["fairness"] = await _fairness(client, args, model, s["light"], s["heavy"])
     await key.delete_all()
     return results
@@ -226,18 +230,23 @@ def main() -> None:
     _, _, model = engine_command(args.profile, 0)
     prefix = f"gs-bench-priority-{uuid.uuid4().hex[:8]}:"
     with serve_app(args.profile) as serve_url:
-        port = free_port()
-        gateway = f"http://127.0.0.1:{port}"
         env = {
             "GATEWAY_UPSTREAM_URL": serve_url.removesuffix("/v1"),
             "GATEWAY_QUOTA__REDIS_URL": args.redis_url,
             "GATEWAY_QUOTA__KEY_PREFIX": prefix,
         }
-        command = ["-m", "uvicorn", "--factory", "gateway.app:create_app_from_env"]
-        command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+        ports = free_port(), free_port()
+        gateway, unshared = (f"http://127.0.0.1:{p}" for p in ports)
+        uvicorn = ["-m", "uvicorn", "--factory", "gateway.app:create_app_from_env"]
+        quiet = ["--log-level", "warning", "--no-access-log"]
+        commands = [[*uvicorn, "--port", str(p), *quiet] for p in ports]
         cores = set(os.sched_getaffinity(0))
-        with python_process(command, cores=cores, ready_url=gateway + "/healthz", env=env):
-            results = asyncio.run(_run(args, gateway, model, prefix))
+        off = {**env, "GATEWAY_FAIR_SHARE__ENABLED": "false"}
+        with (
+            python_process(commands[0], cores=cores, ready_url=gateway + "/healthz", env=env),
+            python_process(commands[1], cores=cores, ready_url=unshared + "/healthz", env=off),
+        ):
+            results = asyncio.run(_run(args, gateway, unshared, model, prefix))
     report(results)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)

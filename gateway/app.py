@@ -29,6 +29,7 @@ import anyio
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
+from gateway import fair_share
 from gateway.api import audio, generate, health, models
 from gateway.api.openapi import install_openapi
 from gateway.auth import AnonymousKeys, OpenGate
@@ -134,6 +135,9 @@ async def _build_state(
         renew_interval=settings.quota.lease_renew_interval,
         retry_after=settings.upstream_retry_after,
         tracer=tracer,
+        fair_share=fair_share.from_settings(
+            settings.fair_share, lambda: registry.models, settings.upstream_retry_after
+        ),
     )
     media = MediaValidator(settings.media, fetch_client, metrics=metrics)
     proxy = Proxy(settings, client, registry, keys, dispatcher, media, metrics, tracer)

@@ -7,6 +7,10 @@ the request waited: ``ModelRegistry.watching``) release the admission, mark the 
 unhealthy, count a fallback and try the next one. The first model that answers is
 returned with its ``Ticket``; when none can, the client gets a 503 with ``Retry-After``.
 
+Once admitted and prepared, the request takes a slot on the model's engine
+(``gateway.fair_share``: at once, or after waiting its turn when every slot is taken);
+the ticket holds the slot until it is settled or released.
+
 Between the first admission and the first send, ``prepare`` runs once (the proxy decodes
 the request's media there): a key over its quota is refused before any of that work, and
 whatever ends ``prepare`` early (a media refusal, a cancel) releases the admission, since
@@ -25,6 +29,7 @@ the chosen model and whether it was a fallback as attributes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -41,6 +46,7 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.fair_share import FairShare, unbounded
 from gateway.metrics import NO_MODEL, GatewayMetrics
 from gateway.model_info import ModelInfo
 from gateway.quotas.protocol import Admission, ApiKey, QuotaGate
@@ -91,6 +97,7 @@ class Dispatcher:
     renew_interval: float
     retry_after: int = 5
     tracer: trace.Tracer = field(default_factory=trace.NoOpTracer)
+    fair_share: FairShare = field(default_factory=unbounded)
 
     async def _admit(self, model: ModelInfo, key: ApiKey, reserve: int) -> Admission:
         attributes: dict[str, AttributeValue] = {
@@ -119,6 +126,7 @@ class Dispatcher:
         admission = await self._admit(model, key, reserve)
         ticket = Ticket(self.gate, admission, timeout=self.quota_timeout, tracer=self.tracer)
         await self._prepare(ticket, prepare)
+        await self._take_slot(ticket, model, key)
         try:
             async with ticket.renewing(self.renew_interval):
                 response = await self._send(model, send, first_byte)
@@ -141,6 +149,23 @@ class Dispatcher:
         except BaseException:
             await ticket.release()  # nothing was sent: a refusal or a cancel costs no tokens
             raise
+
+    async def _take_slot(self, ticket: Ticket, model: ModelInfo, key: ApiKey) -> None:
+        """A slot on the model's engine for the ticket; whatever ends the wait releases it."""
+        engine = model.base_model_id or model.id  # an adapter runs on its base's engine
+        share = (engine, key.tenant, key.priority_class, key.weight)
+        started = time.perf_counter()
+        ticket.slot = self.fair_share.take_now(*share)
+        if ticket.slot is None:  # every slot taken: wait for a turn (a span of its own)
+            try:
+                with self.tracer.start_as_current_span(spans.FAIR_SHARE):
+                    async with ticket.renewing(self.renew_interval):
+                        ticket.slot = await self.fair_share.acquire(*share)
+            except BaseException:
+                await ticket.release()
+                raise
+        waited = time.perf_counter() - started
+        self.metrics.queue_time.labels(engine, key.priority_class.value).observe(waited)
 
     async def _send(
         self, model: ModelInfo, send: Send, first_byte: float

@@ -74,6 +74,14 @@ class GatewayMetrics:
             buckets=TTFT_BUCKETS,
             registry=self.registry,
         )
+        self.queue_time = Histogram(
+            "gateway_queue_time_seconds",
+            "Seconds a request waited for a slot on its model's engine (gateway.fair_share), "
+            "by the key's priority class.",
+            ["model", "priority_class"],
+            buckets=TTFT_BUCKETS,
+            registry=self.registry,
+        )
         self.tokens = Counter(
             "gateway_tokens",
             "Tokens the engines reported: direction=in (prompt) or out (completion).",

@@ -26,6 +26,8 @@ class ModelInfo:
     kind: str = "model"
     base_model_id: str | None = None
     params_b: float | None = None
+    #: requests the variant runs at once at most (``max_num_seqs`` x most replicas)
+    engine_slots: int | None = None
 
     @property
     def is_adapter(self) -> bool:
@@ -54,4 +56,9 @@ def model_from_card(card: Mapping[str, Any], order: int) -> ModelInfo:
         kind=str(meta.get("kind", "model")),
         base_model_id=meta.get("base_model_id"),
         params_b=float(params) if isinstance(params, int | float) else None,
+        engine_slots=_slots(meta.get("engine_slots")),
     )
+
+
+def _slots(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

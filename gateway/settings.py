@@ -119,6 +119,31 @@ class RequestLimits(BaseModel):
         return self
 
 
+class FairShareSettings(BaseModel):
+    """How this replica shares each model's slots when they are all taken (``gateway.fair_share``).
+
+    A model's slots are its ``engine_slots`` from ``/v1/models`` (``max_num_seqs`` times its
+    most replicas) divided by ``gateway_replicas`` and rounded up, or ``slots[model]``.
+    """
+
+    enabled: bool = Field(default=True, description="Hold requests past a model's slots here.")
+    max_wait: float = Field(
+        default=60.0, gt=0, description="Seconds a request waits for a slot (then 503)."
+    )
+    batch_fraction: float = Field(
+        default=0.75,
+        gt=0,
+        le=1,
+        description="Most of a model's slots batch-class requests hold at once.",
+    )
+    gateway_replicas: int = Field(
+        default=1, ge=1, description="Gateway replicas sharing the engines' slots."
+    )
+    slots: dict[str, int] = Field(
+        default_factory=dict, description="Slots per model id, instead of the published ones."
+    )
+
+
 class TelemetrySettings(BaseModel):
     """What traces may record beyond timings, ids and counts (exporting is set by ``OTEL_*``).
 
@@ -202,6 +227,9 @@ class GatewaySettings(BaseSettings):
     quota: QuotaSettings = Field(default_factory=lambda: QuotaSettings.model_validate({}))
     media: MediaSettings = Field(default_factory=lambda: MediaSettings.model_validate({}))
     batches: BatchSettings = Field(default_factory=lambda: BatchSettings.model_validate({}))
+    fair_share: FairShareSettings = Field(
+        default_factory=lambda: FairShareSettings.model_validate({})
+    )
     telemetry: TelemetrySettings = Field(
         default_factory=lambda: TelemetrySettings.model_validate({})
     )

@@ -1,6 +1,7 @@
 """One admitted request's quota reservation, finished exactly once.
 
-``settle`` (real usage) or ``release`` (nothing used) runs in a shielded cancel
+``settle`` (real usage) or ``release`` (nothing used) frees the request's engine slot
+(``gateway.fair_share``), if it holds one, and runs in a shielded cancel
 scope, so a cancelled request (client gone, server shutting down) still frees its
 lease; the first call wins and later calls do nothing. A quota backend that fails
 while finishing is logged, never raised into the response: the lease expires on
@@ -18,6 +19,7 @@ import anyio
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
+from gateway.fair_share import Slot
 from gateway.quotas.protocol import Admission, QuotaGate
 from gateway.telemetry import spans
 
@@ -40,6 +42,7 @@ class Ticket:
         self._timeout = timeout
         self._tracer = tracer or trace.NoOpTracer()
         self.finished: str | None = None
+        self.slot: Slot | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -55,6 +58,8 @@ class Ticket:
         if self.finished is not None:
             return
         self.finished = how
+        if self.slot is not None:
+            self.slot.release()
         name = spans.QUOTA_SETTLE if how == "settle" else spans.QUOTA_RELEASE
         attributes: dict[str, AttributeValue] = {
             spans.RESPONSE_MODEL: self.admission.model,

@@ -245,6 +245,19 @@ TENANTS = (
         "Streams, by the key's class: the engine's queue time and prefill.",
     ),
     Graph(
+        "Queue time by priority class",
+        "s",
+        tuple(
+            Query(
+                f"histogram_quantile({q}, sum by (le, priority_class) (rate("
+                f"gateway_queue_time_seconds_bucket{{{GATEWAY}}}[{RATE}])))",
+                f"p{int(q * 100)} {{{{priority_class}}}}",
+            )
+            for q in (0.5, 0.99)
+        ),
+        "The wait in the gateway for a slot on the engine, by the key's class.",
+    ),
+    Graph(
         "Quota refusals by reason",
         "reqps",
         (

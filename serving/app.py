@@ -254,6 +254,8 @@ def model_metadata(variant: Variant, target: str) -> dict[str, Any]:
         "hf_id": variant.hf_id,
         "context_length": variant.context_length,
         "max_model_len": engine.max_model_len,
+        # what the gateway lets run at once (gateway.fair_share); past it, requests wait there
+        "engine_slots": engine.max_num_seqs * variant.autoscaling_for(target).max_replicas,
         "target": target,
         "adapters": [adapter_model_id(variant.id, a.name) for a in variant.adapters_for(target)],
     }

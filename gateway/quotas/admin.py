@@ -58,6 +58,7 @@ class CreateKeyBody(BaseModel):
     limits: LimitsBody = LimitsBody()
     model_limits: dict[str, LimitsBody] = {}
     priority_class: PriorityClass = DEFAULT_CLASS
+    weight: float = Field(default=1.0, gt=0, le=1000, strict=True)
 
 
 class SetLimitsBody(BaseModel):
@@ -66,6 +67,7 @@ class SetLimitsBody(BaseModel):
     limits: LimitsBody
     model_limits: dict[str, LimitsBody] | None = None
     priority_class: PriorityClass | None = None
+    weight: float | None = Field(default=None, gt=0, le=1000, strict=True)
 
 
 def _bearer(authorization: str | None) -> str | None:
@@ -109,6 +111,7 @@ def create_admin_router(backend: RedisQuotaBackend, admin_key: str | None) -> AP
                 allowed_models=body.allowed_models,
                 allowed_capabilities=body.allowed_capabilities,
                 priority_class=body.priority_class,
+                weight=body.weight,
             )
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
@@ -135,6 +138,7 @@ def create_admin_router(backend: RedisQuotaBackend, admin_key: str | None) -> AP
             body.limits.to_limits(),
             None if models is None else {m: lim.to_limits() for m, lim in models.items()},
             body.priority_class,
+            body.weight,
         )
         return key_to_dict(key)
 

@@ -44,7 +44,8 @@ class ApiKey:
 
     ``allowed_models`` / ``allowed_capabilities`` of ``None`` allow everything;
     ``hint`` is the secret's last four characters, for people telling keys apart;
-    ``priority_class`` orders its requests at the engines (``gateway.priority``).
+    ``priority_class`` orders its requests at the engines (``gateway.priority``) and
+    ``weight`` is its tenant's share of a saturated model (``gateway.fair_share``).
     """
 
     key_id: str
@@ -58,6 +59,7 @@ class ApiKey:
     created_at: float = 0.0
     revoked_at: float | None = None
     priority_class: PriorityClass = DEFAULT_CLASS
+    weight: float = 1.0
 
     @property
     def revoked(self) -> bool:

@@ -45,6 +45,7 @@ def key_to_dict(key: ApiKey) -> dict[str, Any]:
         "allowed_models": _names(key.allowed_models),
         "allowed_capabilities": _names(key.allowed_capabilities),
         "priority_class": key.priority_class.value,
+        "weight": key.weight,
         "limits": limits_to_dict(key.limits),
         "model_limits": {m: limits_to_dict(lim) for m, lim in sorted(key.model_limits.items())},
     }
@@ -67,6 +68,7 @@ def key_from_dict(data: Mapping[str, Any]) -> ApiKey:
         limits=limits_from_dict(data.get("limits")),
         model_limits={m: limits_from_dict(v) for m, v in (data.get("model_limits") or {}).items()},
         priority_class=PriorityClass(data.get("priority_class") or DEFAULT_CLASS),
+        weight=float(data.get("weight") or 1.0),
     )
 
 

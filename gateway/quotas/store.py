@@ -168,6 +168,7 @@ class RedisKeyStore:
         allowed_models: Iterable[str] | None = None,
         allowed_capabilities: Iterable[str] | None = None,
         priority_class: PriorityClass = DEFAULT_CLASS,
+        weight: float = 1.0,
         secret: str | None = None,
     ) -> tuple[str, ApiKey]:
         """A new key and its secret (shown once: only its hash is stored).
@@ -176,6 +177,8 @@ class RedisKeyStore:
         """
         if not tenant:
             raise ValueError("tenant must not be empty")
+        if not weight > 0:
+            raise ValueError("weight must be positive")
         secret = secret or new_secret()
         if not looks_like_secret(secret):
             raise ValueError(f"a secret starts with {SECRET_PREFIX!r} and has 32-256 characters")
@@ -192,6 +195,7 @@ class RedisKeyStore:
                 None if allowed_capabilities is None else frozenset(allowed_capabilities)
             ),
             priority_class=priority_class,
+            weight=weight,
         )
         digest = secret_hash(secret)
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -260,13 +264,20 @@ class RedisKeyStore:
         limits: Limits,
         model_limits: Mapping[str, Limits] | None = None,
         priority_class: PriorityClass | None = None,
+        weight: float | None = None,
     ) -> ApiKey:
-        """Replace the key's limits (and, when given, its per-model overrides and class)."""
+        """Replace the key's limits (and, when given, its per-model overrides, class, weight)."""
+        if weight is not None and not weight > 0:
+            raise ValueError("weight must be positive")
 
         def change(key: ApiKey) -> ApiKey:
-            models = key.model_limits if model_limits is None else dict(model_limits)
-            kept = key.priority_class if priority_class is None else priority_class
-            return replace(key, limits=limits, model_limits=models, priority_class=kept)
+            return replace(
+                key,
+                limits=limits,
+                model_limits=key.model_limits if model_limits is None else dict(model_limits),
+                priority_class=priority_class or key.priority_class,
+                weight=key.weight if weight is None else weight,
+            )
 
         key = await self._update(key_id, change)
         logger.info("changed limits of API key %s", key_id)

@@ -31,6 +31,7 @@ ROUTE = "gateway.route"
 MEDIA = "gateway.media"
 UPSTREAM = "gateway.upstream"
 QUOTA_ADMIT = "gateway.quota.admit"
+FAIR_SHARE = "gateway.fair_share.wait"
 QUOTA_SETTLE = "gateway.quota.settle"
 QUOTA_RELEASE = "gateway.quota.release"
 

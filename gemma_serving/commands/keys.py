@@ -5,7 +5,8 @@ SHA-256. Limits: ``--rpm`` requests per minute, ``--tpm`` tokens per minute,
 ``--tpd`` tokens per day, ``--concurrency`` requests in flight; a per-model
 override is ``--model-limit MODEL:rpm=10,tpm=5000,tpd=100000,concurrency=2``.
 ``--priority-class interactive|standard|batch`` orders the key's requests at the
-engines (``gateway.priority``).
+engines (``gateway.priority``); ``--weight`` is the key's share of a saturated model
+(``gateway.fair_share``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ ModelLimit = Annotated[
     typer.Option(
         "--model-limit", help="Per-model limits, MODEL:rpm=..,tpm=..,tpd=..,concurrency=.."
     ),
+]
+Weight = Annotated[
+    float | None,
+    typer.Option("--weight", min=0.001, max=1000, help="Share of a saturated model (default 1)."),
 ]
 Priority = Annotated[
     PriorityClass | None,
@@ -120,7 +125,7 @@ def _print_key(key: ApiKey, as_json: bool) -> None:
     state = "revoked" if key.revoked else "active"
     typer.echo(
         f"{key.key_id}  tenant={key.tenant}  {state}  gsk-…{key.hint}  "
-        f"class={key.priority_class}  "
+        f"class={key.priority_class} weight={key.weight:g}  "
         f"rpm={_fmt(lim.requests_per_minute)} tpm={_fmt(lim.tokens_per_minute)} "
         f"tpd={_fmt(lim.tokens_per_day)} concurrency={_fmt(lim.max_concurrent)}"
     )
@@ -148,6 +153,7 @@ def create(
     concurrency: Conc = None,
     model_limit: ModelLimit = None,
     priority_class: Priority = None,
+    weight: Weight = None,
     as_json: AsJson = False,
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
     key_prefix: KeyPrefix = "gs:",
@@ -166,6 +172,7 @@ def create(
             allowed_models=_csv(models),
             allowed_capabilities=_csv(capabilities),
             priority_class=priority_class or DEFAULT_CLASS,
+            weight=1.0 if weight is None else weight,
         ),
     )
     if as_json:
@@ -225,6 +232,7 @@ def set_limits(
         bool, typer.Option("--clear-model-limits", help="Drop every per-model override first.")
     ] = False,
     priority_class: Priority = None,
+    weight: Weight = None,
     as_json: AsJson = False,
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
     key_prefix: KeyPrefix = "gs:",
@@ -236,7 +244,7 @@ def set_limits(
         limits = _limits(key.limits, rpm=rpm, tpm=tpm, tpd=tpd, concurrency=concurrency)
         models = {} if clear_model_limits else dict(key.model_limits)
         models.update(parse_model_limit(spec) for spec in model_limit or [])
-        return await store.set_limits(key_id, limits, models, priority_class)
+        return await store.set_limits(key_id, limits, models, priority_class, weight)
 
     _print_key(_run(redis_url, key_prefix, work), as_json)
 

@@ -91,6 +91,18 @@ def test_config_from_values_reaches_the_environment() -> None:
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in chart.env_of(_gateway()[1])
 
 
+def test_fair_share_splits_the_slots_by_the_fewest_replicas_that_run() -> None:
+    env = chart.env_of(_gateway()[1])
+    assert env["GATEWAY_FAIR_SHARE__ENABLED"]["value"] == "true"
+    assert env["GATEWAY_FAIR_SHARE__GATEWAY_REPLICAS"]["value"] == "2"  # HPA minReplicas
+    fixed = {"autoscaling": {"enabled": False}, "replicaCount": 3}
+    values = {"gateway": {**fixed, "fairShare": {"maxWaitSeconds": 5, "batchFraction": 0.5}}}
+    env = chart.env_of(_gateway(values)[1])
+    assert env["GATEWAY_FAIR_SHARE__GATEWAY_REPLICAS"]["value"] == "3"
+    assert env["GATEWAY_FAIR_SHARE__MAX_WAIT"]["value"] == "5"
+    assert env["GATEWAY_FAIR_SHARE__BATCH_FRACTION"]["value"] == "0.5"
+
+
 @pytest.mark.parametrize("values", [None, EVERYTHING_ON], ids=["default", "everything-on"])
 def test_the_gateway_reads_every_variable_the_chart_sets(
     values: dict | None, monkeypatch: pytest.MonkeyPatch

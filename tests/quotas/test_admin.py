@@ -95,6 +95,20 @@ async def test_priority_class_through_the_admin_api(
     assert refused.status_code == 422
 
 
+async def test_weight_through_the_admin_api(
+    client: httpx.AsyncClient, backend: RedisQuotaBackend
+) -> None:
+    created = (await client.post("/admin/keys", json={"tenant": "a"}, headers=AUTH)).json()
+    assert created["weight"] == 1.0
+    weighted = {"limits": {}, "weight": 3}
+    put = await client.put(f"/admin/keys/{created['id']}/limits", json=weighted, headers=AUTH)
+    assert put.json()["weight"] == 3.0
+    assert (await backend.keys.get(created["id"])).weight == 3.0
+    for weight in (0, -1, "2", True, 5000):
+        body = {"tenant": "a", "weight": weight}
+        assert (await client.post("/admin/keys", json=body, headers=AUTH)).status_code == 422
+
+
 async def test_unknown_key_is_404(client: httpx.AsyncClient) -> None:
     missing = await client.get("/admin/keys/key_missing", headers=AUTH)
     assert missing.status_code == 404

@@ -115,7 +115,10 @@ def test_priority_class_is_set_at_creation_and_changed_by_set_limits(redis_url: 
     assert kept["priority_class"] == "batch"
     keys(redis_url, "set-limits", created["id"], "--priority-class", "interactive")
     assert authenticate(redis_url, created["key"]).priority_class is PriorityClass.INTERACTIVE
-    assert "class=interactive" in keys(redis_url, "show", created["id"])
+    assert "class=interactive weight=1" in keys(redis_url, "show", created["id"])
+    keys(redis_url, "set-limits", created["id"], "--weight", "2.5")
+    weighted = authenticate(redis_url, created["key"])
+    assert (weighted.weight, weighted.priority_class) == (2.5, PriorityClass.INTERACTIVE)
     plain = keys(redis_url, "create", "--tenant", "acme").strip().splitlines()[-1]
     assert authenticate(redis_url, plain).priority_class is PriorityClass.STANDARD
     wrong = runner.invoke(

@@ -47,6 +47,15 @@ longest stream for open responses, inside terminationGracePeriodSeconds. */}}
   value: {{ $gw.server.maxConnections | int64 | quote }}
 - name: GATEWAY_FALLBACK_NAMED_MODELS
   value: {{ $gw.routing.fallbackNamedModels | quote }}
+- name: GATEWAY_FAIR_SHARE__ENABLED
+  value: {{ $gw.fairShare.enabled | quote }}
+- name: GATEWAY_FAIR_SHARE__MAX_WAIT
+  value: {{ $gw.fairShare.maxWaitSeconds | quote }}
+- name: GATEWAY_FAIR_SHARE__BATCH_FRACTION
+  value: {{ $gw.fairShare.batchFraction | quote }}
+{{- /* The fewest replicas that run: each takes that part of an engine's slots. */}}
+- name: GATEWAY_FAIR_SHARE__GATEWAY_REPLICAS
+  value: {{ ternary $gw.autoscaling.minReplicas $gw.replicaCount $gw.autoscaling.enabled | quote }}
 - name: GATEWAY_READY_CAPABILITIES
   value: {{ $gw.probes.readyCapabilities | toJson | quote }}
 {{ include "gemma-serving.gateway.batchEnv" . }}

@@ -189,6 +189,7 @@ def test_engine_kwargs_escape_hatch_wins(catalog: Catalog) -> None:
     kwargs = configs(edited, "gke-l4")["gemma-3-1b-it"]["engine_kwargs"]
     assert kwargs["enable_prefix_caching"] is True
     assert kwargs["max_num_seqs"] == 7
+    assert kwargs["scheduling_policy"] == "priority"  # the gateway sets each request's
 
 
 def test_ingress_gets_capabilities_per_model(catalog: Catalog) -> None:
@@ -202,9 +203,13 @@ def test_ingress_gets_capabilities_per_model(catalog: Catalog) -> None:
         "hf_id": "google/gemma-3-270m",
         "context_length": 32768,
         "max_model_len": 4096,
+        "engine_slots": 8,  # max_num_seqs 8 x one replica on the CPU
         "target": "cpu",
         "adapters": ["gemma-3-270m:tiny-lora"],
     }
+    gke = serving_args(AppArgs(profile="gke-l4", catalog=catalog))["ingress_cls_config"]
+    l4 = gke["ingress_extra_kwargs"]["model_metadata"]["gemma-3-1b-it"]
+    assert l4["engine_slots"] == 128 * 4  # max_num_seqs x max_replicas
     assert metadata["tiny-random-gemma-4"]["capabilities"] == [
         "text",
         "vision",
