@@ -60,6 +60,14 @@ class QuotaSettings(BaseModel):
         description="fail-open only: how long a key authenticated by this process stays "
         "usable while Redis is unreachable.",
     )
+    key_cache_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=60,
+        description="Seconds this process reuses a key it authenticated without reading Redis "
+        "again: a revocation or change made elsewhere reaches it within that time "
+        "(0: every request reads Redis).",
+    )
     lease_ttl: float = Field(
         default=30.0, gt=0, description="Seconds a concurrency lease lives unless renewed."
     )

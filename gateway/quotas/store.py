@@ -14,10 +14,13 @@ Layout (all under one hash tag, so a Redis Cluster keeps the key store on one sl
     {prefix}{keys}:id:<key id> STRING  the sha256 the key is filed under
     {prefix}{keys}:ids         ZSET    key id -> creation time
 
-Revocation marks the record; a revoked key never authenticates again. Every
-authentication reads Redis, so a revocation holds at once on every replica. The
-only in-process memory is the fail-open fallback: while Redis is unreachable and
-the policy is fail-open, a key this process authenticated within
+Revocation marks the record; a revoked key never authenticates again. By default
+every authentication reads Redis, so a revocation holds at once on every replica.
+With ``key_cache_seconds`` set, a process reuses a key it read within that many
+seconds, saving the request's key lookup round trip: a revocation or limit change
+made through this process holds here at once, one made elsewhere within
+``key_cache_seconds``. The other in-process memory is the fail-open fallback: while
+Redis is unreachable and the policy is fail-open, a key this process authenticated within
 ``stale_key_seconds`` still authenticates. A key revoked just before an outage can
 therefore pass for at most ``stale_key_seconds`` after its last successful
 authentication in that process, and only while Redis cannot be reached.
@@ -67,8 +70,8 @@ def looks_like_secret(secret: str) -> bool:
     return secret.startswith(SECRET_PREFIX) and 32 <= len(secret) <= _MAX_SECRET_LENGTH
 
 
-class _StaleKeys:
-    """Keys this process authenticated recently, for fail-open while Redis is unreachable."""
+class _RecentKeys:
+    """Keys this process authenticated recently, each usable for ``max_age`` seconds."""
 
     def __init__(self, max_age: float, clock: Callable[[], float]) -> None:
         self._max_age = max_age
@@ -107,7 +110,8 @@ class RedisKeyStore:
         self._settings = settings
         self._breaker = breaker or CircuitBreaker.from_settings(settings)
         self._clock = clock
-        self._stale = _StaleKeys(settings.stale_key_seconds, monotonic)
+        self._stale = _RecentKeys(settings.stale_key_seconds, monotonic)
+        self._cache = _RecentKeys(settings.key_cache_seconds, monotonic)
         self._base = f"{settings.key_prefix}{{keys}}:"
 
     def _record(self, digest: str) -> str:
@@ -133,6 +137,8 @@ class RedisKeyStore:
         if not looks_like_secret(secret):
             raise AuthenticationFailed(_INVALID)
         digest = secret_hash(secret)
+        if self._settings.key_cache_seconds and (cached := self._cache.recall(digest)):
+            return cached
         try:
             call = self._redis.get(self._record(digest))
             raw = await self._breaker.call(call, self._settings.timeout)
@@ -144,6 +150,8 @@ class RedisKeyStore:
             raise AuthenticationFailed(_INVALID)
         if self._settings.fail_open:
             self._stale.remember(digest, key)
+        if self._settings.key_cache_seconds:
+            self._cache.remember(digest, key)
         return key
 
     def _while_unreachable(self, digest: str, exc: BaseException) -> ApiKey:
@@ -234,7 +242,8 @@ class RedisKeyStore:
 
     async def _update(self, key_id: str, change: Callable[[ApiKey], ApiKey]) -> ApiKey:
         """Apply ``change`` to a stored key atomically (optimistic, retried on conflict)."""
-        record = self._record(await self._digest(key_id))
+        digest = await self._digest(key_id)
+        record = self._record(digest)
         for _ in range(10):
             async with self._redis.pipeline(transaction=True) as pipe:
                 try:
@@ -246,6 +255,7 @@ class RedisKeyStore:
                     pipe.multi()
                     pipe.set(record, records.dumps(key), xx=True)
                     await self._call(pipe.execute())
+                    self._cache.forget(digest)  # a change made here holds here at once
                     return key
                 except WatchError:
                     continue

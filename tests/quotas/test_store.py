@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
@@ -100,6 +101,28 @@ async def test_revocation_holds_on_another_replica(
             await other.keys.authenticate(secret)
     finally:
         await other.aclose()
+
+
+async def test_a_key_cache_bounds_how_late_a_revocation_arrives(
+    backend: RedisQuotaBackend, make_settings: Callable[..., QuotaSettings]
+) -> None:
+    caching = RedisQuotaBackend.from_settings(make_settings(key_cache_seconds=0.5))
+    try:
+        secret, key = await backend.keys.create(tenant="acme")
+        await caching.keys.authenticate(secret)
+        await backend.keys.revoke(key.key_id)  # on another replica
+        assert (await caching.keys.authenticate(secret)).key_id == key.key_id  # from the cache
+        await asyncio.sleep(0.6)
+        with pytest.raises(AuthenticationFailed):
+            await caching.keys.authenticate(secret)
+
+        own, mine = await caching.keys.create(tenant="acme")
+        await caching.keys.authenticate(own)
+        await caching.keys.revoke(mine.key_id)  # through this replica: at once
+        with pytest.raises(AuthenticationFailed):
+            await caching.keys.authenticate(own)
+    finally:
+        await caching.aclose()
 
 
 async def test_list_get_and_set_limits(backend: RedisQuotaBackend) -> None:
