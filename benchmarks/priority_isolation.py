@@ -44,6 +44,7 @@ from benchmarks.processes import ROOT, free_port, python_process
 from benchmarks.quota_key import QuotaKey
 from benchmarks.stack_vs_engine import _quantile, engine_command, serve_app
 from gateway.priority import PriorityClass
+from gateway.settings import FairShareSettings
 
 RESULTS = ROOT / "results" / "benchmarks"
 TTFT_TARGET = 1.5
@@ -225,6 +226,12 @@ def main() -> None:
     parser.add_argument("--fair-tokens", type=int, default=64)
     parser.add_argument("--fair-seconds", type=float, default=60.0)
     parser.add_argument("--grace-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--batch-fraction",
+        type=float,
+        default=FairShareSettings().batch_fraction,
+        help="share of a model's slots the batch class may hold (the gateway's setting)",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
     _, _, model = engine_command(args.profile, 0)
@@ -234,6 +241,7 @@ def main() -> None:
             "GATEWAY_UPSTREAM_URL": serve_url.removesuffix("/v1"),
             "GATEWAY_QUOTA__REDIS_URL": args.redis_url,
             "GATEWAY_QUOTA__KEY_PREFIX": prefix,
+            "GATEWAY_FAIR_SHARE__BATCH_FRACTION": str(args.batch_fraction),
         }
         ports = free_port(), free_port()
         gateway, unshared = (f"http://127.0.0.1:{p}" for p in ports)

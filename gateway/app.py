@@ -30,7 +30,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
 from gateway import fair_share
-from gateway.api import audio, generate, health, models
+from gateway.api import audio, generate, health, models, usage
 from gateway.api.openapi import install_openapi
 from gateway.auth import AnonymousKeys, OpenGate
 from gateway.batches import routes as batch_routes
@@ -141,7 +141,8 @@ async def _build_state(
     )
     media = MediaValidator(settings.media, fetch_client, metrics=metrics)
     proxy = Proxy(settings, client, registry, keys, dispatcher, media, metrics, tracer)
-    return GatewayState(settings, metrics, registry, proxy, quota_healthy)
+    usage = backend.gate if backend is not None else None
+    return GatewayState(settings, metrics, registry, proxy, quota_healthy, usage)
 
 
 def create_app(
@@ -189,6 +190,7 @@ def create_app(
         generate.router,
         audio.router,
         models.router,
+        usage.router,
         health.router,
         batch_routes.router,
     ):

@@ -9,6 +9,7 @@ from fastapi import Request
 
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Proxy
+from gateway.quotas.protocol import UsageReader
 from gateway.settings import GatewaySettings
 from gateway.upstream.registry import ModelRegistry
 
@@ -20,6 +21,7 @@ class GatewayState:
     registry: ModelRegistry
     proxy: Proxy
     quota_healthy: Callable[[], Awaitable[bool]]
+    usage: UsageReader | None = None
 
 
 async def gateway_state(request: Request) -> GatewayState:

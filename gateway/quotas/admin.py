@@ -8,6 +8,7 @@ Routes (``Authorization: Bearer <admin key>``)::
     POST /admin/keys/{key_id}/revoke    revoke (idempotent)
     PUT  /admin/keys/{key_id}/limits    replace limits (per-model overrides and the priority
                                         class too, when given)
+    GET  /admin/keys/{key_id}/usage     the key's usage (``gateway.quotas.usage``)
 
 The admin key is compared with ``hmac.compare_digest``. A deployment without an
 admin key has no admin API: every route answers 404, as for any unknown path, so
@@ -129,6 +130,10 @@ def create_admin_router(backend: RedisQuotaBackend, admin_key: str | None) -> AP
     @router.post("/{key_id}/revoke")
     async def revoke_key(key_id: str) -> dict[str, Any]:
         return key_to_dict(await keys.revoke(key_id))
+
+    @router.get("/{key_id}/usage")
+    async def key_usage(key_id: str) -> dict[str, Any]:
+        return (await backend.gate.usage(await keys.get(key_id))).to_dict()
 
     @router.put("/{key_id}/limits", responses=errors(400, 413))
     async def set_limits(key_id: str, body: SetLimitsBody) -> dict[str, Any]:

@@ -8,11 +8,13 @@
 -- KEYS[5] leases  ZSET  lease id -> lease expiry (us); always kept
 -- KEYS[6] tpd     HASH  day -> day index, used -> tokens charged that day
 -- KEYS[7] pending ZSET  lease id -> time (us) after which settling it changes nothing;
---                       settle's idempotency key (kept when tokens are limited)
+--                       settle's idempotency key (always kept: the ledgers need it too)
+-- KEYS[8] use_min HASH  the minute's usage ledger (ledger.lua)
+-- KEYS[9] use_day HASH  the day's usage ledger
 --
 -- ARGV: lease id, tokens to reserve, rpm limit, tpm limit, tpd limit, concurrency limit
 --       (each limit -1 = unlimited), window (us), day (us), lease ttl (us),
---       longest concurrency retry (us)
+--       longest concurrency retry (us), model
 --
 -- Reply: {status, reasons, retry_us, now_us, day, rpm_remaining, rpm_reset_us,
 --         tpm_remaining, tpm_reset_us, tpd_remaining, tpd_reset_us, leases_held}
@@ -31,6 +33,7 @@ local window = tonumber(ARGV[7])
 local day_len = tonumber(ARGV[8])
 local lease_ttl = tonumber(ARGV[9])
 local conc_retry = tonumber(ARGV[10])
+local model = ARGV[11]
 
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -90,7 +93,7 @@ end
 
 local tokens_limited = tpm_limit >= 0 or tpd_limit >= 0
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', int(now))
-if tokens_limited then redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', int(now)) end
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', int(now))
 local held = redis.call('ZCARD', KEYS[5])
 
 local rpm_used = 0
@@ -170,12 +173,12 @@ if tpd_limit >= 0 then
   redis.call('HSET', KEYS[6], 'day', int(day), 'used', int(tpd_used))
   expire_after(KEYS[6], day_end - now + day_len)
 end
-if tokens_limited then
-  local settle_by = now + window
-  if tpd_limit >= 0 then settle_by = math.max(settle_by, day_end) end
-  redis.call('ZADD', KEYS[7], int(settle_by), lease_id)
-  expire_after(KEYS[7], settle_by - now)
-end
+local settle_by = math.max(now + window, day_end)
+redis.call('ZADD', KEYS[7], int(settle_by), lease_id)
+expire_after(KEYS[7], settle_by - now)
+local minute = math.floor(now / window)
+ledger_add(KEYS[8], minute, (minute + 1) * window - now, {'r:' .. model, 1})
+ledger_add(KEYS[9], day, day_end - now, {'r:' .. model, 1})
 redis.call('ZADD', KEYS[5], int(now + lease_ttl), lease_id)
 expire_after(KEYS[5], lease_ttl)
 held = held + 1

@@ -7,9 +7,13 @@
 -- total in this same call, so charging a total again (a resumed job) adds nothing and
 -- a total below the record takes nothing back.
 --
+-- What a call adds goes into the scope's ledgers as batch tokens of ARGV[5]'s model.
+--
 -- KEYS[1] tpd HASH (as in admit.lua: day -> day index, used -> tokens charged that day)
--- KEYS[2] (optional) the account's record STRING: tokens it was charged in this scope
--- ARGV: tokens, tpd limit (-1 = unlimited), day (us), record ttl (ms, with KEYS[2])
+-- KEYS[2] use_min, KEYS[3] use_day HASH (the ledgers, as in admit.lua)
+-- KEYS[4] (optional) the account's record STRING: tokens it was charged in this scope
+-- ARGV: tokens, tpd limit (-1 = unlimited), day (us), record ttl (ms, with KEYS[4]),
+--       model, window (us)
 -- Reply: {tokens used today, tokens remaining today (-1 = unlimited), us until the day
 --         ends, tokens this call added}
 
@@ -21,12 +25,12 @@ local function int(x)
   return string.format('%d', x)
 end
 
-if #KEYS > 1 then
-  local charged = tonumber(redis.call('GET', KEYS[2]) or '0')
+if #KEYS > 3 then
+  local charged = tonumber(redis.call('GET', KEYS[4]) or '0')
   if tokens > charged then
-    redis.call('SET', KEYS[2], int(tokens), 'PX', ARGV[4])
+    redis.call('SET', KEYS[4], int(tokens), 'PX', ARGV[4])
   else
-    redis.call('PEXPIRE', KEYS[2], ARGV[4])
+    redis.call('PEXPIRE', KEYS[4], ARGV[4])
   end
   tokens = math.max(0, tokens - charged)
 end
@@ -43,6 +47,11 @@ if tokens > 0 then
   used = used + tokens
   redis.call('HSET', KEYS[1], 'day', int(day), 'used', int(used))
   redis.call('PEXPIRE', KEYS[1], int(math.ceil((day_end - now + day_len) / 1000) + 1000))
+  local counts = {'t:' .. ARGV[5], tokens, 'b:' .. ARGV[5], tokens}
+  local window = tonumber(ARGV[6])
+  local minute = math.floor(now / window)
+  ledger_add(KEYS[2], minute, (minute + 1) * window - now, counts)
+  ledger_add(KEYS[3], day, day_end - now, counts)
 end
 local remaining = -1
 if limit >= 0 then remaining = math.max(0, limit - used) end

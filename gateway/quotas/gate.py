@@ -1,6 +1,7 @@
 """Quota enforcement in Redis: each admission, renewal and settlement is one Lua call.
 
-The scripts (admit.lua, renew.lua, settle.lua, charge.lua beside this module) run atomically
+The scripts (admit.lua, renew.lua, settle.lua, charge.lua, usage.lua beside this module; the
+first, third and fourth keep the usage ledgers of ledger.lua too) run atomically
 on Redis's clock (``TIME``), so every gateway replica sees the same windows and
 no two admissions can both take the last slot. redis-py's ``register_script``
 sends them with ``EVALSHA`` and loads them again after a Redis restart.
@@ -33,8 +34,9 @@ from gateway.errors import QuotaBackendUnavailable
 from gateway.quotas.breaker import CircuitBreaker
 from gateway.quotas.client import BACKEND_ERRORS
 from gateway.quotas.keys import ScopeKeys, scope_for
-from gateway.quotas.protocol import Admission, ApiKey
+from gateway.quotas.protocol import Admission, ApiKey, Limits
 from gateway.quotas.settings import QuotaSettings
+from gateway.quotas.usage import KeyUsage, ScopeReading
 from gateway.quotas.verdict import ADMITTED, Verdict, rate_limit_headers, refusal
 
 logger = logging.getLogger(__name__)
@@ -78,10 +80,12 @@ class RedisQuotaGate:
         self._redis = redis
         self._settings = settings
         self.breaker = breaker or CircuitBreaker.from_settings(settings)
-        self._admit = redis.register_script(load_script("admit.lua"))
+        ledger = load_script("ledger.lua")
+        self._admit = redis.register_script(ledger + load_script("admit.lua"))
         self._renew = redis.register_script(load_script("renew.lua"))
-        self._settle = redis.register_script(load_script("settle.lua"))
-        self._charge = redis.register_script(load_script("charge.lua"))
+        self._settle = redis.register_script(ledger + load_script("settle.lua"))
+        self._charge = redis.register_script(ledger + load_script("charge.lua"))
+        self._usage = redis.register_script(load_script("usage.lua"))
         self._reachable = True
 
     def _keys(self, scope: str) -> ScopeKeys:
@@ -116,6 +120,7 @@ class RedisQuotaGate:
             _us(s.day_seconds),
             _us(s.lease_ttl),
             _us(s.concurrency_retry_after),
+            model,
         ]
         try:
             call = self._admit(keys=self._keys(scope).admit, args=args)
@@ -170,7 +175,16 @@ class RedisQuotaGate:
         if not admission.tracked:
             return
         keys = self._keys(admission.scope).settle
-        args: list[str | int] = [admission.lease_id, used, admission.reserved_tokens, admission.day]
+        s = self._settings
+        args: list[str | int] = [
+            admission.lease_id,
+            used,
+            admission.reserved_tokens,
+            admission.day,
+            admission.model,
+            _us(s.window_seconds),
+            _us(s.day_seconds),
+        ]
         try:
             await self.breaker.call(self._settle(keys=keys, args=args), self._settings.timeout)
         except BACKEND_ERRORS as exc:
@@ -186,7 +200,15 @@ class RedisQuotaGate:
         whether the work may go on uncharged.
         """
         scope, limits = scope_for(key, model)
-        args = [max(0, int(tokens)), _limit(limits.tokens_per_day), _us(self._settings.day_seconds)]
+        s = self._settings
+        args: list[str | int] = [
+            max(0, int(tokens)),
+            _limit(limits.tokens_per_day),
+            _us(s.day_seconds),
+            0,
+            model,
+            _us(s.window_seconds),
+        ]
         return await self._charge_call(self._keys(scope).charge, args)
 
     async def charge_total(
@@ -202,15 +224,18 @@ class RedisQuotaGate:
         ``charge`` does.
         """
         scope, limits = scope_for(key, model)
-        args = [
+        s = self._settings
+        args: list[str | int] = [
             max(0, int(total)),
             _limit(limits.tokens_per_day),
-            _us(self._settings.day_seconds),
+            _us(s.day_seconds),
             max(1, round(keep * 1000)),
+            model,
+            _us(s.window_seconds),
         ]
         return await self._charge_call(self._keys(scope).charged(account), args)
 
-    async def _charge_call(self, keys: list[str], args: list[int]) -> DayCharge:
+    async def _charge_call(self, keys: list[str], args: list[str | int]) -> DayCharge:
         try:
             reply = await self.breaker.call(
                 self._charge(keys=keys, args=args), self._settings.timeout
@@ -221,6 +246,29 @@ class RedisQuotaGate:
         self._note(True)
         used, remaining, reset_us, charged = (int(v) for v in reply)
         return DayCharge(used, None if remaining < 0 else remaining, reset_us / 1_000_000, charged)
+
+    async def usage(self, key: ApiKey) -> KeyUsage:
+        """What ``key`` has used: its scopes' windows and ledgers, one Lua call per scope.
+
+        Raises ``QuotaBackendUnavailable`` when Redis does not answer.
+        """
+        s = self._settings
+        scopes: list[tuple[str | None, Limits]] = [(None, key.limits)]
+        scopes += sorted(key.model_limits.items())
+        args = [_us(s.window_seconds), _us(s.day_seconds)]
+        readings = []
+        for model, limits in scopes:
+            scope = key.key_id if model is None else scope_for(key, model)[0]
+            try:
+                reply = await self.breaker.call(
+                    self._usage(keys=self._keys(scope).usage, args=args), s.timeout
+                )
+            except BACKEND_ERRORS as exc:
+                self._note(False, exc)
+                raise self._unavailable() from exc
+            self._note(True)
+            readings.append((model, limits, ScopeReading.from_reply(reply)))
+        return KeyUsage.combine(key, readings, s.window_seconds, s.day_seconds)
 
     async def healthy(self) -> bool:
         """Whether Redis answers a PING within the timeout (an open breaker: no)."""

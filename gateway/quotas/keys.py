@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 from gateway.quotas.protocol import ApiKey, Limits
 
+#: The usage ledgers of a scope (ledger.lua): the current minute's and the current day's.
+LEDGERS = ("use_min", "use_day")
+
 
 def scope_for(key: ApiKey, model: str) -> tuple[str, Limits]:
     """The counters a request uses and the limits that apply to them."""
@@ -33,22 +36,28 @@ class ScopeKeys:
     @property
     def admit(self) -> list[str]:
         """KEYS of admit.lua."""
-        names = ("rpm", "tpm", "tpm_amt", "tpm_sum", "leases", "tpd", "pending")
+        names = ("rpm", "tpm", "tpm_amt", "tpm_sum", "leases", "tpd", "pending", *LEDGERS)
         return [self._key(n) for n in names]
 
     @property
     def settle(self) -> list[str]:
         """KEYS of settle.lua."""
-        return [self._key(n) for n in ("leases", "tpm", "tpm_amt", "tpm_sum", "tpd", "pending")]
+        names = ("leases", "tpm", "tpm_amt", "tpm_sum", "tpd", "pending", *LEDGERS)
+        return [self._key(n) for n in names]
 
     @property
     def charge(self) -> list[str]:
         """KEYS of charge.lua."""
-        return [self._key("tpd")]
+        return [self._key(n) for n in ("tpd", *LEDGERS)]
 
     def charged(self, account: str) -> list[str]:
         """KEYS of charge.lua charging an account's total (a batch job's, by its id)."""
-        return [self._key("tpd"), self._key(f"charged:{account}")]
+        return [*self.charge, self._key(f"charged:{account}")]
+
+    @property
+    def usage(self) -> list[str]:
+        """KEYS of usage.lua."""
+        return [self._key(n) for n in ("rpm", "tpm", "tpm_amt", "leases", "tpd", *LEDGERS)]
 
     @property
     def renew(self) -> list[str]:

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.priority import DEFAULT_CLASS, PriorityClass
+
+if TYPE_CHECKING:
+    from gateway.quotas.usage import KeyUsage
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,4 +118,10 @@ class QuotaGate(Protocol):
 
     async def healthy(self) -> bool:
         """Whether the backing store answers within its timeout (for /readyz)."""
+        ...
+
+
+class UsageReader(Protocol):
+    async def usage(self, key: ApiKey) -> KeyUsage:
+        """What ``key`` has used in the current minute and day, per model and per limit."""
         ...

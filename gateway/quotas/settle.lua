@@ -3,9 +3,13 @@
 -- entry is the idempotency key of the tokens: only the first settle or release of
 -- an admission changes them, even after its lease expired.
 --
+-- The tokens used go into the ledgers too: the current minute's and the admission's day's
+-- (a day that has ended takes nothing more, as for tokens per day).
+--
 -- KEYS[1] leases, KEYS[2] tpm, KEYS[3] tpm_amt, KEYS[4] tpm_sum, KEYS[5] tpd,
--- KEYS[6] pending (as in admit.lua)
--- ARGV: lease id, tokens used (0 releases the reservation), tokens reserved, day index
+-- KEYS[6] pending, KEYS[7] use_min, KEYS[8] use_day (as in admit.lua)
+-- ARGV: lease id, tokens used (0 releases the reservation), tokens reserved, day index,
+--       model, window (us), day (us)
 -- Reply: 1 settled now, 0 already settled, released or expired.
 
 local lease_id = ARGV[1]
@@ -35,5 +39,19 @@ local record = redis.call('HMGET', KEYS[5], 'day', 'used')
 if record[1] and record[1] == ARGV[4] then
   local day_used = (tonumber(record[2]) or 0) + used - reserved
   redis.call('HSET', KEYS[5], 'used', int(math.max(0, day_used)))
+end
+
+if used > 0 then
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+  local window = tonumber(ARGV[6])
+  local day_len = tonumber(ARGV[7])
+  local counts = {'t:' .. ARGV[5], used}
+  local minute = math.floor(now / window)
+  ledger_add(KEYS[7], minute, (minute + 1) * window - now, counts)
+  local day = tonumber(ARGV[4])
+  if redis.call('HGET', KEYS[8], 'bucket') == ARGV[4] then
+    ledger_add(KEYS[8], day, (day + 1) * day_len - now, counts)
+  end
 end
 return 1

@@ -1,9 +1,10 @@
 """``gemma-serving keys``: create, list, show, revoke and limit API keys in Redis.
 
 A key's secret is printed once, by ``create`` (or ``dev``); Redis keeps only its
-SHA-256. Limits: ``--rpm`` requests per minute, ``--tpm`` tokens per minute,
-``--tpd`` tokens per day, ``--concurrency`` requests in flight; a per-model
-override is ``--model-limit MODEL:rpm=10,tpm=5000,tpd=100000,concurrency=2``.
+SHA-256. ``usage KEY_ID`` prints what a key used this minute and today, per model.
+Limits: ``--rpm`` requests per minute, ``--tpm`` tokens per minute, ``--tpd`` tokens
+per day, ``--concurrency`` requests in flight; a per-model override is
+``--model-limit MODEL:rpm=10,tpm=5000,tpd=100000,concurrency=2``.
 ``--priority-class interactive|standard|batch`` orders the key's requests at the
 engines (``gateway.priority``); ``--weight`` is the key's share of a saturated model
 (``gateway.fair_share``).
@@ -16,8 +17,9 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -68,12 +70,16 @@ Priority = Annotated[
 
 
 def _run(url: str, prefix: str, work: Callable[[RedisKeyStore], Awaitable[T]]) -> T:
+    return _run_backend(url, prefix, lambda backend: work(backend.keys))
+
+
+def _run_backend(url: str, prefix: str, work: Callable[[RedisQuotaBackend], Awaitable[T]]) -> T:
     settings = QuotaSettings(redis_url=url, key_prefix=prefix, timeout=5.0, connect_timeout=5.0)
 
     async def main() -> T:
         backend = RedisQuotaBackend.from_settings(settings)
         try:
-            return await work(backend.keys)
+            return await work(backend)
         finally:
             await backend.aclose()
 
@@ -247,6 +253,54 @@ def set_limits(
         return await store.set_limits(key_id, limits, models, priority_class, weight)
 
     _print_key(_run(redis_url, key_prefix, work), as_json)
+
+
+def _window(name: str, w: dict[str, Any]) -> str:
+    if w["limit"] is None:
+        return f"{name}={w['used']}"
+    reset = f", resets in {w['resets_in_seconds']:g}s" if w["resets_in_seconds"] else ""
+    return f"{name}={w['used']}/{w['limit']} ({w['remaining']} left{reset})"
+
+
+def _print_usage(usage: dict[str, Any]) -> None:
+    day = datetime.fromtimestamp(usage["day"]["start"], UTC).strftime("%Y-%m-%d")
+    minute = datetime.fromtimestamp(usage["minute"]["start"], UTC).strftime("%H:%M:%S")
+    typer.echo(f"{usage['key_id']}  tenant={usage['tenant']}  day {day}  minute from {minute} UTC")
+    typer.echo(
+        f"  {'model':<32}{'min req':>9}{'min tok':>9}{'day req':>9}{'day tok':>10}{'batch tok':>10}"
+    )
+    for row in usage["data"]:
+        m, d = row["minute"], row["day"]
+        typer.echo(
+            f"  {row['model']:<32}{m['requests']:>9}{m['tokens']:>9}{d['requests']:>9}"
+            f"{d['tokens']:>10}{d['batch_tokens']:>10}"
+        )
+    for scope in usage["limits"]:
+        names = ("requests_per_minute", "tokens_per_minute", "tokens_per_day", "max_concurrent")
+        shorts = ("rpm", "tpm", "tpd", "concurrency")
+        windows = "  ".join(
+            _window(short, scope[n]) for short, n in zip(shorts, names, strict=True)
+        )
+        typer.echo(f"  limits of {scope['model'] or 'the key'}: {windows}")
+
+
+@app.command("usage")
+def usage(
+    key_id: Annotated[str, typer.Argument(help="The key's id (key_...).")],
+    as_json: AsJson = False,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    key_prefix: KeyPrefix = "gs:",
+) -> None:
+    """A key's requests and tokens this minute and today, per model, against its limits."""
+
+    async def work(backend: RedisQuotaBackend) -> dict[str, Any]:
+        return (await backend.gate.usage(await backend.keys.get(key_id))).to_dict()
+
+    found = _run_backend(redis_url, key_prefix, work)
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+    else:
+        _print_usage(found)
 
 
 def default_dev_key_file() -> Path:

@@ -314,3 +314,54 @@ def test_redis_outage_fails_open_for_recently_seen_keys(
         assert ready.json()["checks"]["quota"] is False
         gauge = "gateway_quota_backend_up 0.0"
         assert gauge in http.get("/metrics").text
+
+
+def test_usage_shows_what_each_request_was_charged_and_only_the_callers_own(
+    http: httpx.Client,
+) -> None:
+    key = create_key(http, limits={"tokens_per_day": 100_000})
+    other = create_key(http)
+    with openai_client(http, key["key"]) as api:
+        answers = [
+            api.chat.completions.create(model=TEXT_MODEL, messages=[USER], max_tokens=10),
+            api.completions.create(model=TEXT_MODEL, prompt="hi", max_tokens=10),
+        ]
+        charged = sum(a.usage.total_tokens for a in answers if a.usage)
+        stream = api.chat.completions.create(
+            model=TEXT_MODEL,
+            messages=[USER],
+            max_tokens=10,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        charged += sum(c.usage.total_tokens for c in stream if c.usage)
+    with openai_client(http, other["key"]) as api:
+        api.chat.completions.create(model=TEXT_MODEL, messages=[USER], max_tokens=10)
+
+    mine = http.get("/v1/usage", headers=bearer(key["key"]))
+    assert mine.status_code == 200, mine.text
+    body = mine.json()
+    assert body["object"] == "usage"
+    assert body["key_id"] == key["id"]
+    day = {"requests": 3, "tokens": charged, "batch_tokens": 0}
+    assert body["data"] == [{"model": TEXT_MODEL, "minute": day, "day": day}]
+    tpd = body["limits"][0]["tokens_per_day"]
+    assert (tpd["limit"], tpd["used"], tpd["remaining"]) == (100_000, charged, 100_000 - charged)
+    assert body["day"]["start"] <= body["now"] < body["day"]["end"]
+
+    admin = http.get(f"/admin/keys/{key['id']}/usage", headers=bearer(ADMIN))
+    assert admin.status_code == 200
+    assert admin.json()["data"] == body["data"]
+    theirs = http.get("/v1/usage", headers=bearer(other["key"])).json()
+    assert theirs["key_id"] == other["id"]
+    assert [row["day"]["requests"] for row in theirs["data"]] == [1]
+    assert http.get("/v1/usage").status_code == 401
+    unknown = http.get("/admin/keys/key_unknown/usage", headers=bearer(ADMIN))
+    assert unknown.status_code == 404
+
+
+def test_usage_is_absent_without_api_keys(stub: StubUpstream) -> None:
+    with serve_in_thread(create_app(gateway_settings(stub.base_url))) as url:
+        answer = httpx.get(f"{url}/v1/usage")
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "usage_disabled"

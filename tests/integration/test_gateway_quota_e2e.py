@@ -8,6 +8,7 @@ tokens generated before the cancel reached the engine.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -16,12 +17,15 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from openai import OpenAI
+from typer.testing import CliRunner
 
 from gateway import accounting
 from gateway.app import create_app
 from gateway.routing import chat_needs
 from gateway.settings import GatewaySettings
 from gateway.speech.chat import CHAT_PATH
+from gemma_serving.cli import app
 from serving.runner import LocalServing, unfinished_requests
 from tests.integration.conftest import MEDIA_MODEL, TEXT_MODEL
 from tests.support.servers import serve_in_thread
@@ -35,8 +39,15 @@ PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse kee
 
 
 @pytest.fixture(scope="module")
-def gateway(serve_stack: LocalServing) -> Iterator[httpx.Client]:
-    prefix = f"test-quota-e2e-{uuid.uuid4().hex[:10]}:"
+def prefix() -> Iterator[str]:
+    """The module's Redis key prefix, deleted afterwards."""
+    name = f"test-quota-e2e-{uuid.uuid4().hex[:10]}:"
+    yield name
+    delete_prefix(name)
+
+
+@pytest.fixture(scope="module")
+def gateway(serve_stack: LocalServing, prefix: str) -> Iterator[httpx.Client]:
     settings = GatewaySettings.model_validate(
         {
             "upstream_url": re.sub(r"/v1/?$", "", serve_stack.base_url),
@@ -49,7 +60,6 @@ def gateway(serve_stack: LocalServing) -> Iterator[httpx.Client]:
         httpx.Client(base_url=url, timeout=300) as client,
     ):
         yield client
-    delete_prefix(prefix)
 
 
 @pytest.fixture
@@ -265,3 +275,51 @@ def test_a_thinking_answer_comes_apart_from_its_content_and_is_charged_in_full(
     assert streamed_usage is not None
     assert streamed_usage["completion_tokens"] == usage["completion_tokens"]
     assert _charged_between(after, _probe(gateway, key)) == streamed_usage["total_tokens"]
+
+
+def test_usage_read_by_the_key_and_the_cli_is_what_the_engine_reported(
+    gateway: httpx.Client, prefix: str
+) -> None:
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    made = [
+        gateway.post("/admin/keys", json={"tenant": "usage-e2e", **limits}, headers=admin).json()
+        for limits in ({"limits": {"tokens_per_day": 1_000_000}}, {})
+    ]
+    mine, theirs = made
+    base_url = str(gateway.base_url).rstrip("/") + "/v1"
+    with OpenAI(base_url=base_url, api_key=mine["key"], max_retries=0, timeout=300) as api:
+        chat = api.chat.completions.create(model=TEXT_MODEL, messages=PROMPT, max_tokens=8)
+        text = api.completions.create(model=TEXT_MODEL, prompt="A lighthouse", max_tokens=8)
+        stream = api.chat.completions.create(
+            model=TEXT_MODEL,
+            messages=PROMPT,
+            max_tokens=8,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        streamed = [c.usage.total_tokens for c in stream if c.usage]
+    assert chat.usage is not None
+    assert text.usage is not None
+    reported = chat.usage.total_tokens + text.usage.total_tokens + sum(streamed)
+    with OpenAI(base_url=base_url, api_key=theirs["key"], max_retries=0, timeout=300) as api:
+        api.completions.create(model=TEXT_MODEL, prompt="Another tenant", max_tokens=4)
+
+    read = gateway.get("/v1/usage", headers={"authorization": f"Bearer {mine['key']}"})
+    assert read.status_code == 200, read.text
+    usage = read.json()
+    assert usage["key_id"] == mine["id"]
+    [row] = usage["data"]
+    assert row["model"] == TEXT_MODEL
+    assert row["day"] == {"requests": 3, "tokens": reported, "batch_tokens": 0}
+    assert usage["limits"][0]["tokens_per_day"]["used"] == reported
+
+    cli = CliRunner().invoke(
+        app,
+        ["keys", "usage", mine["id"], "--json", "--redis-url", SHARED_REDIS_URL],
+        env={"GATEWAY_QUOTA__KEY_PREFIX": prefix},
+    )
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli.stdout)["data"][0]["day"] == row["day"]
+    other = gateway.get("/v1/usage", headers={"authorization": f"Bearer {theirs['key']}"}).json()
+    assert other["key_id"] == theirs["id"]
+    assert [r["day"]["requests"] for r in other["data"]] == [1]

@@ -167,3 +167,26 @@ def test_parse_model_limit(spec: str, model: str, limits: Limits) -> None:
 def test_parse_model_limit_rejects_nonsense(spec: str) -> None:
     with pytest.raises(typer.BadParameter):
         parse_model_limit(spec)
+
+
+def test_usage_prints_what_the_key_was_charged(redis_url: str) -> None:
+    created = json.loads(keys(redis_url, "create", "--tenant", "acme", "--tpd", "1000", "--json"))
+
+    async def spend() -> None:
+        backend = RedisQuotaBackend.from_settings(QuotaSettings(redis_url=redis_url))
+        try:
+            key = await backend.keys.get(created["id"])
+            await backend.gate.settle(await backend.gate.admit(key, "gemma-3-270m", 50), 21)
+            await backend.gate.charge_total(key, "gemma-3-270m", "batch_a", 9, keep=60)
+        finally:
+            await backend.aclose()
+
+    asyncio.run(spend())
+    usage = json.loads(keys(redis_url, "usage", created["id"], "--json"))
+    assert usage["key_id"] == created["id"]
+    day = {"requests": 1, "tokens": 30, "batch_tokens": 9}
+    assert usage["data"] == [{"model": "gemma-3-270m", "minute": day, "day": day}]
+    assert usage["limits"][0]["tokens_per_day"]["remaining"] == 970
+    text = keys(redis_url, "usage", created["id"])
+    assert "gemma-3-270m" in text
+    assert "tpd=30/1000 (970 left" in text
