@@ -13,6 +13,10 @@ model's context leaves beside the longest prompt's estimate (vLLM refuses a prom
 does not fit beside its cap; the estimate over-counts, see ``gateway.routing``); a cap
 the client set is never changed.
 
+An embeddings request generates nothing: its needs carry a cap of 0 set by the request
+(``gateway.routing.embedding_needs``), so it reserves its inputs' estimate, its payload goes
+as it came, and it settles to the engine's count of its input tokens.
+
 Settling takes the engine's ``usage.total_tokens``. Without it: the prompt estimate for
 a JSON answer, plus a token per 3 bytes for any other answer, or a token per chunk for
 a stream.

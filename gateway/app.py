@@ -30,7 +30,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
 from gateway import fair_share
-from gateway.api import audio, generate, health, models, usage
+from gateway.api import audio, embeddings, generate, health, models, responses_api, usage
 from gateway.api.openapi import install_openapi
 from gateway.auth import AnonymousKeys, OpenGate
 from gateway.batches import routes as batch_routes
@@ -188,6 +188,8 @@ def create_app(
     install_openapi(app, settings)
     for router in (
         generate.router,
+        embeddings.router,
+        responses_api.router,
         audio.router,
         models.router,
         usage.router,

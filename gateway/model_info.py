@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 CONTEXT_KEYS = ("max_request_context_length", "max_model_len", "context_length")
+#: The capability of embedding models, which serve nothing else (not even ``text``).
+EMBEDDINGS = "embeddings"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +49,12 @@ def model_from_card(card: Mapping[str, Any], order: int) -> ModelInfo:
     """A ``ModelInfo`` from one entry of ``/v1/models``' ``data`` list."""
     meta: Mapping[str, Any] = card.get("metadata") or {}
     capabilities = frozenset(str(c) for c in meta.get("capabilities") or ["text"])
+    if EMBEDDINGS not in capabilities:  # every generating model serves text
+        capabilities |= {"text"}
     params = meta.get("params_b")
     return ModelInfo(
         id=str(card["id"]),
-        capabilities=capabilities | {"text"},
+        capabilities=capabilities,
         context_length=_context(meta),
         order=order,
         kind=str(meta.get("kind", "model")),

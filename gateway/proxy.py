@@ -27,7 +27,7 @@ cancelled upstream (so the engine stops) and settled with what was counted: the
 last usage seen (streams ask for usage on every chunk), else the prompt estimate
 plus one token per relayed chunk.
 
-Chat and completion requests reach the engine with the priority of the key's class
+Chat, completion and embeddings requests reach the engine with the priority of the key's class
 (``gateway.priority``); vLLM's transcription endpoint has no priority field.
 """
 
@@ -173,9 +173,18 @@ class Proxy:
         return exchange
 
     async def generate(
-        self, request: Request, path: str, payload: dict[str, Any], needs: Needs
+        self,
+        request: Request,
+        path: str,
+        payload: dict[str, Any],
+        needs: Needs,
+        *,
+        reshape: Reshape | None = None,
+        events: Events | None = None,
     ) -> Response:
-        """``/v1/chat/completions`` and ``/v1/completions``: JSON or a relayed stream."""
+        """``/v1/chat/completions``, ``/v1/completions`` (JSON or a relayed stream) and
+        ``/v1/embeddings`` (JSON); ``reshape`` and ``events`` turn a chat answer into another
+        API's (``/v1/responses``)."""
         key, found = await self._admit_route(request, str(payload["model"]), needs)
         if self.settings.telemetry.record_content_hash:
             trace.get_current_span().set_attribute(spans.CONTENT_HASH, spans.content_hash(payload))
@@ -210,8 +219,8 @@ class Proxy:
                 request, found, key, reserve, send, prepare=prepare, stream=stream
             )
             if not stream or exchange.response.status != 200:
-                return await self._answer(exchange, needs)
-        return self._relay(exchange, needs, tally)
+                return await self._answer(exchange, needs, reshape)
+        return self._relay(exchange, needs, tally, events)
 
     async def transcribe(
         self, request: Request, upload: Upload, requested: str, job: SpeechJob

@@ -3,10 +3,11 @@
 Pure logic, no I/O. A request *needs* capabilities read from its content (``text``
 always; ``image_url`` parts -> ``vision``; ``input_audio``/``audio_url`` parts and the
 audio endpoints -> ``audio``; ``video_url`` parts -> ``video``; ``tools`` -> ``tools``;
-asking for thinking -> ``reasoning``, see ``gateway.reasoning``) and room for its prompt
-plus ``max_tokens`` in the model's context. A completion with several prompts runs each
-prompt apart, so its longest prompt is what must fit; what it may cost in all is
-``gateway.accounting``'s.
+asking for thinking -> ``reasoning``, see ``gateway.reasoning``; ``/v1/embeddings`` needs
+``embeddings`` alone, which only embedding models have and which they have alone) and room
+for its prompt plus ``max_tokens`` in the model's context. A completion with several
+prompts runs each prompt apart, so its longest prompt is what must fit; what it may cost
+in all is ``gateway.accounting``'s.
 
 The prompt size is a conservative estimate made without a tokenizer: one token per 3
 UTF-8 bytes of text (Gemma's tokenizer averages about 4 bytes per token on English,
@@ -42,7 +43,7 @@ MESSAGE_TOKENS = 8
 IMAGE_TOKENS = 300
 AUDIO_TOKENS = 200
 VIDEO_TOKENS = DEFAULT_VIDEO_TOKENS
-CAPABILITY_ORDER = ("video", "audio", "vision", "reasoning", "tools", "text")
+CAPABILITY_ORDER = ("embeddings", "video", "audio", "vision", "reasoning", "tools", "text")
 _PART_CAPABILITY = {
     "image_url": "vision",
     "input_audio": "audio",
@@ -171,6 +172,21 @@ def completion_needs(body: Mapping[str, Any]) -> Needs:
     )
 
 
+def embedding_needs(body: Mapping[str, Any]) -> Needs:
+    """The needs of a ``/v1/embeddings`` body: its inputs, each one a prompt, nothing generated.
+
+    ``max_tokens`` 0: the reservation is the inputs' estimate alone (``gateway.accounting``).
+    """
+    estimates = prompt_estimates(body.get("input", ""))
+    return Needs(
+        frozenset({"embeddings"}),
+        sum(estimates),
+        0,
+        prompts=len(estimates),
+        longest_prompt=max(estimates),
+    )
+
+
 def audio_needs() -> Needs:
     """The needs of a transcription or translation."""
     return Needs(frozenset({"text", "audio"}), AUDIO_TOKENS, None)
@@ -245,11 +261,12 @@ def route(
     able = [m for m in family if needs.capabilities <= m.capabilities]
     if not able:
         missing = sorted(needs.capabilities - frozenset().union(*(m.capabilities for m in family)))
+        missing = missing or sorted(needs.capabilities)  # each is there, never all together
         everywhere = [
             m for m in models if needs.capabilities <= m.capabilities and not m.is_adapter
         ]
         raise MissingCapability(
-            f"No model behind '{requested}' supports {', '.join(missing)}; "
+            f"No model behind '{requested}' supports all of {', '.join(missing)}; "
             f"models that do: {_names(everywhere)}.",
             param="model",
         )

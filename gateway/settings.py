@@ -100,6 +100,9 @@ class RequestLimits(BaseModel):
     max_messages: int = Field(default=256, ge=1, description="Most messages in one chat request.")
     max_tokens: int = Field(default=8192, ge=1, description="Largest max_tokens a request may set.")
     max_n: int = Field(default=4, ge=1, description="Largest n (choices) a request may set.")
+    max_embedding_inputs: int = Field(
+        default=2048, ge=1, description="Most inputs in one embeddings request (OpenAI's cap)."
+    )
     unknown_fields: UnknownFieldPolicy = Field(
         default="reject", description="reject | drop | forward body fields not otherwise known."
     )

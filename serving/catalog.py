@@ -39,9 +39,12 @@ CPU = "cpu"
 CATALOG_ENV = "GEMMA_SERVING_CATALOG"
 TEMPLATES_PACKAGE = "serving.templates"
 
-Capability = Literal["text", "vision", "audio", "video", "tools", "reasoning", "transcription"]
+Capability = Literal[
+    "text", "vision", "audio", "video", "tools", "reasoning", "transcription", "embeddings"
+]
 # transcription: vLLM's speech-to-text endpoint (/v1/audio/transcriptions) serves the
 # model; other audio models transcribe through their chat API (see gateway.api.audio).
+# embeddings: vLLM's pooling runner serves /v1/embeddings (and no generation at all).
 CAPABILITIES: tuple[Capability, ...] = (
     "text",
     "vision",
@@ -50,6 +53,7 @@ CAPABILITIES: tuple[Capability, ...] = (
     "tools",
     "reasoning",
     "transcription",
+    "embeddings",
 )
 # vLLM's multimodal item names and the capability each one needs.
 MODALITY_CAPABILITY: dict[str, Capability] = {"image": "vision", "audio": "audio", "video": "video"}
@@ -246,8 +250,11 @@ class Variant(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Variant:
-        if "text" not in self.capabilities:
-            raise ValueError(f"{self.id}: every variant serves 'text'")
+        if "embeddings" in self.capabilities:
+            if self.capabilities != {"embeddings"}:
+                raise ValueError(f"{self.id}: an embedding model serves 'embeddings' only")
+        elif "text" not in self.capabilities:
+            raise ValueError(f"{self.id}: every generating variant serves 'text'")
         if ("tools" in self.capabilities) != (self.tool_call_parser is not None):
             raise ValueError(f"{self.id}: 'tools' and tool_call_parser go together")
         if ("reasoning" in self.capabilities) != (self.reasoning_parser is not None):

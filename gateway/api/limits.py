@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.api.schemas import ChatCompletionRequest, CompletionRequest
+from pydantic import BaseModel
+
+from gateway.api.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    ResponseRequest,
+)
 from gateway.errors import InvalidRequest
 from gateway.settings import RequestLimits
 
 
-def _extras(body: ChatCompletionRequest | CompletionRequest, limits: RequestLimits) -> list[str]:
+def _extras(body: BaseModel, limits: RequestLimits) -> list[str]:
     allowed = set(limits.extra_params)
     return sorted(k for k in (body.model_extra or {}) if k not in allowed)
 
@@ -43,6 +50,11 @@ def checked_payload(
             code="too_many_messages",
         )
     _check_numbers(body, limits)
+    return _known_fields(body, limits)
+
+
+def _known_fields(body: BaseModel, limits: RequestLimits) -> dict[str, Any]:
+    """``body`` as a payload, after the unknown-field policy."""
     payload = body.model_dump(exclude_unset=True)
     unknown = _extras(body, limits)
     if unknown and limits.unknown_fields == "reject":
@@ -55,3 +67,48 @@ def checked_payload(
         for name in unknown:
             payload.pop(name, None)
     return payload
+
+
+def _embedding_inputs(value: str | list[Any]) -> list[Any]:
+    """The inputs of an embeddings request: one string or token array, or a list of them."""
+    if isinstance(value, str) or (value and all(isinstance(t, int) for t in value)):
+        return [value]
+    return list(value)
+
+
+def checked_embedding_payload(body: EmbeddingRequest, limits: RequestLimits) -> dict[str, Any]:
+    """An embeddings body to forward: at least one input, none empty, at most the cap."""
+    inputs = _embedding_inputs(body.input)
+    if not inputs or any(len(item) == 0 for item in inputs):
+        raise InvalidRequest(
+            "input must be a non-empty string or token array, or a non-empty list of them.",
+            param="input",
+            code="empty_input",
+        )
+    if len(inputs) > limits.max_embedding_inputs:
+        raise InvalidRequest(
+            f"The request has {len(inputs)} inputs; at most {limits.max_embedding_inputs} "
+            "are accepted.",
+            param="input",
+            code="too_many_inputs",
+        )
+    return _known_fields(body, limits)
+
+
+def checked_response_payload(body: ResponseRequest, limits: RequestLimits) -> dict[str, Any]:
+    """A Responses body within the limits chat has: input items and ``max_output_tokens``."""
+    if isinstance(body.input, list) and len(body.input) > limits.max_messages:
+        raise InvalidRequest(
+            f"The request has {len(body.input)} input items; at most {limits.max_messages} "
+            "are accepted.",
+            param="input",
+            code="too_many_messages",
+        )
+    if body.max_output_tokens is not None and body.max_output_tokens > limits.max_tokens:
+        raise InvalidRequest(
+            f"max_output_tokens is {body.max_output_tokens}; at most {limits.max_tokens} is "
+            "accepted.",
+            param="max_output_tokens",
+            code="max_tokens_too_large",
+        )
+    return _known_fields(body, limits)

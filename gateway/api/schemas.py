@@ -69,3 +69,42 @@ class CompletionRequest(_SamplingFields):
     echo: Boolean | None = None
     logprobs: Count | None = None
     suffix: str | None = None
+
+
+class EmbeddingRequest(_OpenAIModel):
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[Count] | list[list[Count]]
+    dimensions: PositiveInteger | None = None
+    encoding_format: Literal["float", "base64"] | None = None
+    user: str | None = None
+
+
+class ResponseRequest(_OpenAIModel):
+    """``/v1/responses`` (``gateway.responses.convert`` says what of it is supported)."""
+
+    model: str = Field(min_length=1)
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+    max_output_tokens: PositiveInteger | None = None
+    temperature: Number | None = Field(default=None, ge=0)
+    top_p: Number | None = Field(default=None, gt=0, le=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: Boolean | None = None
+    stream: Boolean | None = None
+    store: Boolean | None = None
+    background: Boolean | None = None
+    previous_response_id: str | None = None
+    conversation: str | dict[str, Any] | None = None
+    text: dict[str, Any] | None = None
+    reasoning: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
+    user: str | None = None
+    include: list[str] | None = None
+    truncation: str | None = None
+    prompt: dict[str, Any] | None = None
+    prompt_cache_key: str | None = None
+    service_tier: str | None = None
+    top_logprobs: Count | None = None
+    max_tool_calls: PositiveInteger | None = None
+    safety_identifier: str | None = None

@@ -12,6 +12,9 @@ name says ``tiny-random`` so that nobody mistakes them for models.
   vision tower shared by images and video frames, audio conformer) with the Gemma tokenizer laid
   out like Gemma 4's and a Gemma 4 chat template (thinking, tools, media parts); 26.8 M.
 - ``tiny-lora-gemma-3-270m``: a rank-4 PEFT LoRA adapter for the embedded Gemma 3 270M.
+- ``tiny-random-embeddinggemma``: EmbeddingGemma's layout, ``Gemma3TextModel`` (bidirectional
+  attention) with the Sentence-Transformers modules vLLM's pooling runner reads (mean pooling,
+  two Dense projections, normalization) and Matryoshka dimensions 64/32/16; 17 M parameters.
 
 Builders are deterministic (fixed seeds) and write into a staging folder that is renamed
 into place only when complete, with a checksum manifest.
@@ -35,6 +38,7 @@ VISION_FIXTURE = "tiny-random-gemma-3-vision"
 AUDIO_FIXTURE = "tiny-random-gemma-3n"
 GEMMA4_FIXTURE = "tiny-random-gemma-4"
 LORA_FIXTURE = "tiny-lora-gemma-3-270m"
+EMBEDDING_FIXTURE = "tiny-random-embeddinggemma"
 SEED = 20250312
 _TEMPLATES = files("serving.models").joinpath("templates")
 
@@ -467,6 +471,105 @@ def _build_gemma4(embedded: PreparedModel, out: Path) -> None:
     processor.video_processor.save_pretrained(out)
 
 
+# --- EmbeddingGemma ---------------------------------------------------------------------
+
+_EMBEDDING_HIDDEN = 64
+_EMBEDDING_PROJECTION = 256
+#: EmbeddingGemma's Matryoshka sizes are 768/512/256/128; the fixture's, scaled down.
+EMBEDDING_DIMENSIONS = (64, 32, 16)
+_ST = "sentence_transformers.models."
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2) + "\n")
+
+
+def _build_embedding(embedded: PreparedModel, out: Path) -> None:
+    """EmbeddingGemma's checkpoint layout: the encoder, then Sentence-Transformers' modules.
+
+    vLLM reads ``modules.json`` (mean pooling from ``1_Pooling``, the ``2_Dense`` and
+    ``3_Dense`` projections, L2 normalization when ``Normalize`` is listed) and
+    ``matryoshka_dimensions`` from ``config.json`` to allow ``dimensions``.
+    """
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer, Gemma3TextConfig, Gemma3TextModel
+
+    tokenizer: Any = AutoTokenizer.from_pretrained(_base_tokenizer_dir(embedded))
+    tokenizer.save_pretrained(out)
+    config = Gemma3TextConfig(
+        vocab_size=262144,
+        hidden_size=_EMBEDDING_HIDDEN,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        query_pre_attn_scalar=32,
+        layer_types=["sliding_attention", "full_attention"],
+        # Wider than max_position_embeddings: every token sees every other, as it does in
+        # EmbeddingGemma for inputs within its 512-token window.
+        sliding_window=4096,
+        max_position_embeddings=2048,
+        use_bidirectional_attention=True,
+        architectures=["Gemma3TextModel"],
+    )
+    _seed()
+    Gemma3TextModel(config).eval().save_pretrained(out, safe_serialization=True)
+    saved = json.loads((out / "config.json").read_text())
+    _write_json(out / "config.json", {**saved, "matryoshka_dimensions": list(EMBEDDING_DIMENSIONS)})
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": _ST + "Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": _ST + "Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": _ST + "Dense"},
+        {"idx": 3, "name": "3", "path": "3_Dense", "type": _ST + "Dense"},
+        {"idx": 4, "name": "4", "path": "4_Normalize", "type": _ST + "Normalize"},
+    ]
+    _write_json(out / "modules.json", modules)
+    _write_json(
+        out / "1_Pooling" / "config.json",
+        {
+            "word_embedding_dimension": _EMBEDDING_HIDDEN,
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+            "pooling_mode_weightedmean_tokens": False,
+            "pooling_mode_lasttoken": False,
+            "include_prompt": True,
+        },
+    )
+    shapes = {
+        "2_Dense": (_EMBEDDING_HIDDEN, _EMBEDDING_PROJECTION),
+        "3_Dense": (_EMBEDDING_PROJECTION, _EMBEDDING_HIDDEN),
+    }
+    for folder, (inputs, outputs) in shapes.items():
+        _write_json(
+            out / folder / "config.json",
+            {
+                "in_features": inputs,
+                "out_features": outputs,
+                "bias": False,
+                "activation_function": "torch.nn.modules.linear.Identity",
+            },
+        )
+        weight = torch.randn(outputs, inputs) / inputs**0.5
+        save_file({"linear.weight": weight}, str(out / folder / "model.safetensors"))
+    (out / "4_Normalize").mkdir()
+    _write_json(out / "sentence_bert_config.json", {"max_seq_length": 2048, "do_lower_case": False})
+    _write_json(
+        out / "config_sentence_transformers.json",
+        {
+            "prompts": {
+                "query": "task: search result | query: ",
+                "document": "title: none | text: ",
+            },
+            "similarity_fn_name": "cosine",
+        },
+    )
+
+
 # --- LoRA adapter for the 270M ----------------------------------------------------------
 
 
@@ -503,6 +606,7 @@ _BUILDERS: dict[str, Callable[[PreparedModel, Path], None]] = {
     AUDIO_FIXTURE: _build_audio,
     GEMMA4_FIXTURE: _build_gemma4,
     LORA_FIXTURE: _build_lora,
+    EMBEDDING_FIXTURE: _build_embedding,
 }
 FIXTURES = tuple(_BUILDERS)
 _RECIPE = "fixture/{name}/v1"

@@ -95,6 +95,7 @@ def test_models_lists_variants_adapters_and_aliases(openai_client: OpenAI) -> No
     auto = listed["auto"].model_extra or {}
     assert auto["metadata"]["kind"] == "alias"
     assert set(auto["metadata"]["capabilities"]) == {
+        "embeddings",
         "text",
         "tools",
         "vision",

@@ -8,8 +8,11 @@ tokens generated before the cancel reached the engine.
 
 from __future__ import annotations
 
+import base64
 import json
+import math
 import re
+import struct
 import threading
 import time
 import uuid
@@ -27,7 +30,7 @@ from gateway.settings import GatewaySettings
 from gateway.speech.chat import CHAT_PATH
 from gemma_serving.cli import app
 from serving.runner import LocalServing, unfinished_requests
-from tests.integration.conftest import MEDIA_MODEL, TEXT_MODEL
+from tests.integration.conftest import EMBEDDING_MODEL, MEDIA_MODEL, TEXT_MODEL
 from tests.support.servers import serve_in_thread
 from tests.support.shared_redis import SHARED_REDIS_URL, delete_prefix
 
@@ -323,3 +326,51 @@ def test_usage_read_by_the_key_and_the_cli_is_what_the_engine_reported(
     other = gateway.get("/v1/usage", headers={"authorization": f"Bearer {theirs['key']}"}).json()
     assert other["key_id"] == theirs["id"]
     assert [r["day"]["requests"] for r in other["data"]] == [1]
+
+
+def _norm(vector: list[float]) -> float:
+    return math.sqrt(sum(v * v for v in vector))
+
+
+def test_embeddings_on_the_embeddinggemma_fixture_are_shaped_and_charged(
+    gateway: httpx.Client,
+) -> None:
+    """Single and batch inputs, token arrays, Matryoshka ``dimensions`` (truncated and
+    normalized again by the engine), base64; the key is charged the engine's input tokens."""
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    made = gateway.post("/admin/keys", json={"tenant": "embed-e2e"}, headers=admin).json()
+    base_url = str(gateway.base_url).rstrip("/") + "/v1"
+    with OpenAI(base_url=base_url, api_key=made["key"], max_retries=0, timeout=300) as api:
+        one = api.embeddings.create(
+            model=EMBEDDING_MODEL, input="A lighthouse", encoding_format="float"
+        )
+        batch = api.embeddings.create(model="auto", input=["one", "two", "three"])
+        small = api.embeddings.create(
+            model=EMBEDDING_MODEL, input=[[2, 651, 3001], [2, 17]], dimensions=16
+        )
+    answers = [one, batch, small]
+    [full] = one.data
+    assert len(full.embedding) == 64
+    assert abs(_norm(full.embedding) - 1.0) < 1e-3
+    assert batch.model == EMBEDDING_MODEL
+    assert [len(d.embedding) for d in batch.data] == [64, 64, 64]
+    assert [len(d.embedding) for d in small.data] == [16, 16]
+    assert all(abs(_norm(d.embedding) - 1.0) < 1e-3 for d in small.data)
+    assert small.usage.prompt_tokens == 5
+
+    headers = {"authorization": f"Bearer {made['key']}"}
+    body = {"model": EMBEDDING_MODEL, "input": "A lighthouse", "encoding_format": "base64"}
+    raw = gateway.post("/v1/embeddings", json=body, headers=headers)
+    assert raw.status_code == 200, raw.text
+    packed = base64.b64decode(raw.json()["data"][0]["embedding"])
+    decoded = struct.unpack(f"<{len(packed) // 4}f", packed)
+    assert decoded == pytest.approx(full.embedding, abs=1e-5)
+    charged = sum(a.usage.total_tokens for a in answers) + raw.json()["usage"]["total_tokens"]
+
+    odd = gateway.post("/v1/embeddings", json={**body, "dimensions": 20}, headers=headers)
+    assert odd.status_code == 400  # not a Matryoshka size of the model: the engine's refusal
+    assert "error" in odd.json()
+    usage = gateway.get("/v1/usage", headers=headers).json()
+    [row] = usage["data"]
+    assert row["model"] == EMBEDDING_MODEL
+    assert row["day"] == {"requests": 5, "tokens": charged, "batch_tokens": 0}

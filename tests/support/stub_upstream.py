@@ -1,7 +1,8 @@
 """An OpenAI-compatible upstream speaking like the serving application, over real HTTP.
 
 ``StubUpstream`` serves ``/v1/models`` with the serving application's card shape (a
-text model with a LoRA adapter, a vision model, an audio model with ``transcription``),
+text model with a LoRA adapter, a vision model, an audio model with ``transcription``, an
+embedding model answering ``/v1/embeddings`` with unit vectors),
 chat and text completions (streamed with a usage chunk, or not, and with usage on every
 chunk when ``stream_options.continuous_usage_stats`` asks) with a fixed answer, and audio
 transcriptions (like Ray Serve LLM's ingress, no translations route). Knobs on
@@ -24,7 +25,9 @@ before the content, counted in ``completion_tokens`` (one token per piece) and i
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import struct
 import threading
 import time
 import uuid
@@ -43,6 +46,8 @@ TEXT_MODEL = "gemma-3-270m"
 ADAPTER = "gemma-3-270m:tiny-lora"
 VISION_MODEL = "tiny-random-gemma-3-vision"
 AUDIO_MODEL = "tiny-random-gemma-3n"
+EMBEDDING_MODEL = "tiny-random-embeddinggemma"
+EMBEDDING_SIZE = 8
 GEMMA_4_MODEL = "gemma-4-E2B-it"
 GEMMA_4_CAPABILITIES = ["text", "vision", "audio", "video", "tools", "reasoning"]
 ANSWER = "Hello from the stub upstream."
@@ -84,6 +89,7 @@ def default_cards() -> list[dict[str, Any]]:
         adapter,
         _card(VISION_MODEL, ["text", "vision"], "fixture", []),
         _card(AUDIO_MODEL, ["text", "vision", "audio", "transcription"], "fixture", []),
+        _card(EMBEDDING_MODEL, ["embeddings"], "fixture", []),
     ]
 
 
@@ -221,6 +227,28 @@ class StubUpstream(AbstractContextManager["StubUpstream"]):
             "usage": self._final_usage(kind),
         }
 
+    async def _embed(self, request: Request) -> Any:
+        """A unit vector per input (``dimensions`` long, 64 at most); a token per 4 bytes."""
+        body = await request.json()
+        self.headers.append(dict(request.headers))
+        self.requests.append((request.url.path, body))
+        if (refused := self._unavailable(body["model"])) is not None:
+            return refused
+        value = body["input"]
+        one = isinstance(value, str) or all(isinstance(t, int) for t in value)
+        inputs = [value] if one else value
+        size = min(body.get("dimensions") or EMBEDDING_SIZE, 64)
+        tokens = sum(len(i) if isinstance(i, list) else max(1, len(i) // 4) for i in inputs)
+        data = []
+        for index, _ in enumerate(inputs):
+            vector = [1.0 / size**0.5] * size
+            encoded: Any = vector
+            if body.get("encoding_format") == "base64":
+                encoded = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
+            data.append({"index": index, "object": "embedding", "embedding": encoded})
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return {"object": "list", "model": body["model"], "data": data, "usage": usage}
+
     async def _hang(self, request: Request, model: str) -> Any:
         """Generate until the caller hangs up, as vLLM does (it aborts on disconnect)."""
         while (await request.receive())["type"] != "http.disconnect":
@@ -261,6 +289,10 @@ class StubUpstream(AbstractContextManager["StubUpstream"]):
         @app.post("/v1/completions")
         async def completions(request: Request) -> Any:
             return await self._generate(request, "text")
+
+        @app.post("/v1/embeddings")
+        async def embeddings(request: Request) -> Any:
+            return await self._embed(request)
 
         @app.post("/v1/audio/transcriptions")
         async def transcriptions(request: Request) -> Any:

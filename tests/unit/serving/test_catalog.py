@@ -33,6 +33,8 @@ GEMMA_VARIANTS = {
     # vLLM's speech-to-text endpoint serves Gemma 3n; Gemma 4 transcribes through chat.
     "gemma-3n-E2B-it": ({"text", "vision", "audio", "tools", "transcription"}, 32768),
     "gemma-3n-E4B-it": ({"text", "vision", "audio", "tools", "transcription"}, 32768),
+    # EmbeddingGemma: vLLM's pooling runner, /v1/embeddings only.
+    "embeddinggemma-300m": ({"embeddings"}, 2048),
 }
 # Gemma 4: every size thinks and calls tools with the gemma4 parsers and has an MTP draft.
 _G4 = {"text", "vision", "tools", "reasoning"}
@@ -47,6 +49,7 @@ FIXTURES = {
     "tiny-random-gemma-3-vision": {"text", "vision"},
     "tiny-random-gemma-3n": {"text", "vision", "audio", "transcription"},
     "tiny-random-gemma-4": {"text", "vision", "audio", "video", "tools", "reasoning"},
+    "tiny-random-embeddinggemma": {"embeddings"},
 }
 GPUS = {"nvidia-l4": 24, "nvidia-a100-80gb": 80, "nvidia-h100-80gb": 80}
 
@@ -70,8 +73,9 @@ def test_every_gemma_variant_with_its_capabilities_and_context(
     assert variant.hf_id == f"google/{variant_id}"
     assert set(variant.capabilities) == capabilities
     assert variant.context_length == context
-    assert variant.tool_call_parser == "pythonic"
-    assert variant.chat_template == "gemma3_tools"
+    if "tools" in capabilities:
+        assert variant.tool_call_parser == "pythonic"
+        assert variant.chat_template == "gemma3_tools"
 
 
 @pytest.mark.parametrize(("variant_id", "expected"), GEMMA_4_VARIANTS.items())
@@ -160,7 +164,7 @@ def test_memory_needs_in_bf16_and_quantized(catalog: Catalog) -> None:
 def test_cpu_dev_profile(catalog: Catalog) -> None:
     profile = catalog.profile("cpu-dev")
     assert profile.target == CPU
-    assert profile.variants == ("gemma-3-270m", "tiny-random-gemma-4")
+    assert profile.variants == ("gemma-3-270m", "tiny-random-gemma-4", "tiny-random-embeddinggemma")
     assert catalog.profile("cpu-gemma3-media").variants == (
         "tiny-random-gemma-3-vision",
         "tiny-random-gemma-3n",
@@ -401,3 +405,16 @@ def test_the_catalog_command_explains_an_invalid_catalog(tmp_path: Path) -> None
     assert result.exit_code == 2
     assert "invalid catalog" in result.output
     assert "gemma-4-31B-it does not fit nvidia-l4" in result.output
+
+
+def test_embedding_variants_run_on_the_pooling_runner_and_serve_nothing_else(
+    catalog: Catalog,
+) -> None:
+    for variant_id in ("embeddinggemma-300m", "tiny-random-embeddinggemma"):
+        variant = catalog.variants[variant_id]
+        assert variant.capabilities == {"embeddings"}
+        for engine in variant.engines.values():
+            assert engine.engine_kwargs["runner"] == "pooling"
+            assert engine.engine_kwargs["convert"] == "embed"
+    real = catalog.variants["embeddinggemma-300m"].engines["nvidia-l4"].engine_kwargs
+    assert real["hf_overrides"] == {"matryoshka_dimensions": [768, 512, 256, 128]}

@@ -173,6 +173,7 @@ def test_models_list_carries_capabilities_and_adapter_ids(catalog: Catalog) -> N
         "gemma-3-270m",
         "gemma-3-270m:tiny-lora",
         "tiny-random-gemma-4",
+        "tiny-random-embeddinggemma",
     ]
     cards = {card.id: card.metadata for card in listed.data}
     assert cards["gemma-3-270m"]["capabilities"] == ["text", "tools"]

@@ -1,0 +1,1 @@
+"""OpenAI's Responses API, stateless, served as chat completions (``convert``, ``stream``)."""
