@@ -6,8 +6,9 @@ know from them:
 - validation errors are 400 OpenAI errors (``gateway.http_errors``), never FastAPI's 422;
 - the generation bodies admit extra fields only as ``RequestLimits.unknown_fields`` does:
   under ``reject`` they list ``extra_params`` and forbid any other field;
-- ``max_tokens`` and ``max_completion_tokens`` (JSON bodies and the audio forms), ``n``
-  and ``messages`` carry the request limits as ``maximum`` and ``maxItems``;
+- ``max_tokens``, ``max_completion_tokens`` and ``max_output_tokens`` (JSON bodies and the
+  audio forms), ``n``, ``messages`` and ``input`` (Responses items, embedding inputs) carry
+  the request limits as ``maximum`` and ``maxItems``;
 - with quotas on, an operation that may answer 401 takes a Bearer key (``ApiKey``; the
   admin API's ``AdminKey``); with quotas off nothing authenticates, so there is no 401.
 
@@ -23,7 +24,12 @@ from fastapi import FastAPI
 
 from gateway.settings import GatewaySettings, RequestLimits
 
-GENERATION_BODIES = ("ChatCompletionRequest", "CompletionRequest")
+GENERATION_BODIES = (
+    "ChatCompletionRequest",
+    "CompletionRequest",
+    "EmbeddingRequest",
+    "ResponseRequest",
+)
 ADMIN_PREFIX = "/admin/"
 _VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 _BEARER = {"type": "http", "scheme": "bearer"}
@@ -70,6 +76,11 @@ def _limit_body(schema: dict[str, Any], limits: RequestLimits) -> None:
     _maximum(properties.get("n"), limits.max_n)
     if "messages" in properties:
         properties["messages"]["maxItems"] = limits.max_messages
+    inputs = limits.max_embedding_inputs if "dimensions" in properties else limits.max_messages
+    for branch in properties.get("input", {}).get("anyOf", []):
+        tokens = branch.get("items", {}).get("type") == "integer"  # one input's token array
+        if branch.get("type") == "array" and not tokens:
+            branch["maxItems"] = inputs
     if limits.unknown_fields == "reject":
         for name in limits.extra_params:
             properties.setdefault(name, {"description": "Passed on to the engine (vLLM)."})
@@ -79,7 +90,7 @@ def _limit_body(schema: dict[str, Any], limits: RequestLimits) -> None:
 
 
 def _limit_tokens(properties: dict[str, Any], limits: RequestLimits) -> None:
-    for name in ("max_tokens", "max_completion_tokens"):
+    for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
         _maximum(properties.get(name), limits.max_tokens)
 
 
