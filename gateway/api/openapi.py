@@ -4,6 +4,7 @@ FastAPI derives the document from the routes; ``install_openapi`` corrects what 
 know from them:
 
 - validation errors are 400 OpenAI errors (``gateway.http_errors``), never FastAPI's 422;
+  every operation may answer 400 to a request the HTTP server cannot parse;
 - the generation bodies admit extra fields only as ``RequestLimits.unknown_fields`` does:
   under ``reject`` they list ``extra_params`` and forbid any other field;
 - ``max_tokens``, ``max_completion_tokens`` and ``max_output_tokens`` (JSON bodies and the
@@ -33,6 +34,9 @@ GENERATION_BODIES = (
 ADMIN_PREFIX = "/admin/"
 _VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 _BEARER = {"type": "http", "scheme": "bearer"}
+#: Any operation's answer to a request the HTTP server cannot parse (a malformed
+#: ``Content-Length``, say): a plain-text 400 from the server, before any route runs.
+MALFORMED = "The HTTP request is malformed; the server refuses it before any route runs."
 
 
 def install_openapi(app: FastAPI, settings: GatewaySettings) -> None:
@@ -52,6 +56,7 @@ def matching_behaviour(document: dict[str, Any], settings: GatewaySettings) -> d
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for _, operation in _operations(document):
         operation.get("responses", {}).pop("422", None)
+        operation.setdefault("responses", {}).setdefault("400", {"description": MALFORMED})
         for media in operation.get("requestBody", {}).get("content", {}).values():
             _limit_tokens(media.get("schema", {}).get("properties", {}), settings.limits)
     for name in _VALIDATION_SCHEMAS:

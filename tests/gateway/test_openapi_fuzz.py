@@ -62,20 +62,6 @@ SCHEMA_CODES = frozenset(
 )
 
 
-#: Message framing is the HTTP server's, not the API's: a generated ``content-length: HT``
-#: is refused by the server's parser (400, plain text) before any route or document applies.
-FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "host"})
-
-
-@schemathesis.hook
-def before_call(ctx: Any, case: Any, kwargs: dict[str, Any]) -> None:
-    """Send generated headers, but never ones that redefine the message's framing."""
-    for headers in (case.headers, kwargs.get("headers")):
-        if isinstance(headers, dict):
-            for name in [n for n in headers if str(n).lower() in FRAMING_HEADERS]:
-                del headers[name]
-
-
 def _error_code(response: Any) -> str | None:
     try:
         body = response.json()
