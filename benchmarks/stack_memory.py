@@ -7,7 +7,8 @@
             engine arguments and environment the catalog gives that variant
             (``benchmarks.stack_vs_engine.engine_command``), alone, one after another
 
-Each engine answers one short chat first, so its tokenizer and caches are in use.
+Each engine answers one short request first (a chat; an embedding for an embedding model,
+a one-token completion for a classifier), so its tokenizer and caches are in use.
 Figures are PSS (``benchmarks.pss``): shared pages split between the processes that map
 them, so they add up to what the processes cost the machine. Printed: every process of
 the stack, each engine's total beside its bare vLLM server's and their ratio, the
@@ -44,11 +45,24 @@ GATEWAY_LINE = "Gateway at"
 SETTLE_S = 10.0
 
 
-def warm(base_url: str, model: str) -> None:
-    """One short chat, so the engine's tokenizer, processor and caches are in use."""
-    body = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+def warm_request(model: str, capabilities: frozenset[str]) -> tuple[str, dict[str, Any]]:
+    """The path and body of a short request ``model`` serves (by its capabilities)."""
+    if "embeddings" in capabilities:
+        return "/embeddings", {"model": model, "input": "Hi"}
+    if "moderation" in capabilities:
+        return "/completions", {"model": model, "prompt": "Hi", "max_tokens": 1}
+    return "/chat/completions", {
+        "model": model,
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 4,
+    }
+
+
+def warm(base_url: str, model: str, capabilities: frozenset[str]) -> None:
+    """One short request, so the engine's tokenizer, processor and caches are in use."""
+    path, body = warm_request(model, capabilities)
     request = urllib.request.Request(
-        f"{base_url}/chat/completions",
+        f"{base_url}{path}",
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
@@ -97,20 +111,22 @@ def stop_stack(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
-def stack_rows(args: argparse.Namespace, models: list[str]) -> list[dict[str, Any]]:
+def stack_rows(args: argparse.Namespace, models: dict[str, frozenset[str]]) -> list[dict[str, Any]]:
     if args.attach:
         return measure(args.attach)
     port = free_port()
     process = start_stack(args.profile, port)
     try:
-        for model in models:
-            warm(f"http://127.0.0.1:{port}/v1", model)
+        for model, capabilities in models.items():
+            warm(f"http://127.0.0.1:{port}/v1", model, capabilities)
         return measure(process.pid)
     finally:
         stop_stack(process)
 
 
-def bare_rows(profile: str, index: int) -> tuple[str, list[dict[str, Any]]]:
+def bare_rows(
+    profile: str, index: int, capabilities: frozenset[str]
+) -> tuple[str, list[dict[str, Any]]]:
     port = free_port()
     command, env, model = engine_command(profile, port, index)
     process = subprocess.Popen(
@@ -124,7 +140,7 @@ def bare_rows(profile: str, index: int) -> tuple[str, list[dict[str, Any]]]:
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/v1/models", timeout=1200)
-        warm(f"http://127.0.0.1:{port}/v1", model)
+        warm(f"http://127.0.0.1:{port}/v1", model, capabilities)
         return model, measure(process.pid)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -172,13 +188,18 @@ def main() -> None:
     from serving.runner import served_model_ids
 
     catalog = load_catalog()
-    variants = [v.id for v in catalog.profile_variants(args.profile)]
-    stack = stack_rows(args, list(served_model_ids(catalog, args.profile)))
+    variants = catalog.profile_variants(args.profile)
+    capabilities = {v.id: frozenset[str](v.capabilities) for v in variants}
+    served = {
+        model: capabilities[model.split(":")[0]]
+        for model in served_model_ids(catalog, args.profile)
+    }
+    stack = stack_rows(args, served)
     print_processes(stack)
     bare = {}
     if not args.no_bare:
-        for index in range(len(variants)):
-            model, rows = bare_rows(args.profile, index)
+        for index, variant in enumerate(variants):
+            model, rows = bare_rows(args.profile, index, capabilities[variant.id])
             bare[model] = rows
     summary = report(stack, bare)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -30,7 +30,16 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
 from gateway import fair_share
-from gateway.api import audio, embeddings, generate, health, models, responses_api, usage
+from gateway.api import (
+    audio,
+    embeddings,
+    generate,
+    health,
+    models,
+    moderations,
+    responses_api,
+    usage,
+)
 from gateway.api.openapi import install_openapi
 from gateway.auth import AnonymousKeys, OpenGate
 from gateway.batches import routes as batch_routes
@@ -41,6 +50,8 @@ from gateway.http_errors import install_error_handlers
 from gateway.media.fetch import create_fetch_client
 from gateway.media.validator import MediaValidator
 from gateway.metrics import GatewayMetrics
+from gateway.moderation.classifier import Classifier
+from gateway.moderation.guard import Guard
 from gateway.proxy import Proxy
 from gateway.quotas.protocol import KeyStore, QuotaGate
 from gateway.settings import GatewaySettings
@@ -140,7 +151,8 @@ async def _build_state(
         ),
     )
     media = MediaValidator(settings.media, fetch_client, metrics=metrics)
-    proxy = Proxy(settings, client, registry, keys, dispatcher, media, metrics, tracer)
+    guard = Guard(Classifier(client), registry, settings.guard, metrics, settings.aliases)
+    proxy = Proxy(settings, client, registry, keys, dispatcher, media, metrics, guard, tracer)
     usage = backend.gate if backend is not None else None
     return GatewayState(settings, metrics, registry, proxy, quota_healthy, usage)
 
@@ -189,6 +201,7 @@ def create_app(
     for router in (
         generate.router,
         embeddings.router,
+        moderations.router,
         responses_api.router,
         audio.router,
         models.router,

@@ -8,6 +8,7 @@ that writes the OpenAI error shape (streams use it for their error event too).
     ├── InvalidRequest                400 invalid_request_error
     │   ├── MissingCapability         400 (code: model_capability_missing)
     │   ├── ContextLengthExceeded     400 (code: context_length_exceeded)
+    │   ├── ContentPolicyViolation    400 (code: content_policy_violation)
     │   ├── InvalidMedia              400 (code: invalid_image / invalid_audio)
     │   └── StorageLimitExceeded      400 (code: too_many_files / file_storage_limit_exceeded)
     ├── RequestTimeout                408 invalid_request_error (code: request_timeout)
@@ -27,6 +28,7 @@ that writes the OpenAI error shape (streams use it for their error event too).
     │   ├── UpstreamUnavailable       503 (code: no_healthy_upstream)
     │   ├── QuotaBackendUnavailable   503 (code: quota_backend_unavailable)
     │   ├── MediaDecodeBusy           503 (code: media_decode_busy, Retry-After)
+    │   ├── GuardUnavailable          503 (code: guard_unavailable, Retry-After)
     │   └── BodyBudgetExceeded        503 (code: body_bytes_in_flight, Retry-After)
 """
 
@@ -76,6 +78,12 @@ class ContextLengthExceeded(InvalidRequest):
     """Prompt tokens plus max_tokens exceed every eligible model's context."""
 
     default_code = "context_length_exceeded"
+
+
+class ContentPolicyViolation(InvalidRequest):
+    """The content guard refused a prompt or an answer (``gateway.moderation.guard``)."""
+
+    default_code = "content_policy_violation"
 
 
 class InvalidMedia(InvalidRequest):
@@ -216,6 +224,12 @@ class QuotaBackendUnavailable(ServiceUnavailable):
     """Redis is down or slow and the deployment's policy is fail-closed."""
 
     default_code = "quota_backend_unavailable"
+
+
+class GuardUnavailable(ServiceUnavailable):
+    """A guarded key's content could not be screened (no classifier answered): refused."""
+
+    default_code = "guard_unavailable"
 
 
 class MediaDecodeBusy(ServiceUnavailable):

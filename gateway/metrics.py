@@ -20,6 +20,9 @@ Exported on ``GET /metrics`` (names as Prometheus sees them)::
     gateway_batches_active{status}                             unfinished batches, at each look
     gateway_batches_finished_total{status}                     batches ended: completed, ...
     gateway_batch_lines_total{outcome="completed"|"failed"}    batch lines journalled
+    gateway_guard_checks_total{stage, outcome}                 guard screenings: passed, refused,
+                                                               failed (stage: prompt, answer)
+    gateway_guard_refusals_total{stage, category}              refused, by category over threshold
 
 ``model`` is the model that served the request (``none`` when it was refused before a
 model was chosen): a name from ``/v1/models``, never the raw ``model`` field a client sent.
@@ -51,6 +54,22 @@ class GatewayMetrics:
         self._media_metrics()
         self._tenant_metrics()
         self._batch_metrics()
+        self._guard_metrics()
+
+    def _guard_metrics(self) -> None:
+        self.guard_checks = Counter(
+            "gateway_guard_checks",
+            "Prompts and answers the content guard screened (stage: prompt, answer), by "
+            "outcome: passed, refused, failed (the classifier could not answer).",
+            ["stage", "outcome"],
+            registry=self.registry,
+        )
+        self.guard_refusals = Counter(
+            "gateway_guard_refusals",
+            "Prompts and answers the content guard refused, by each category over its threshold.",
+            ["stage", "category"],
+            registry=self.registry,
+        )
 
     def _request_metrics(self) -> None:
         self.requests = Counter(

@@ -3,7 +3,8 @@
 The serving application's cards carry ``metadata.capabilities``, ``metadata.kind``,
 ``metadata.context_length`` (the model's), ``metadata.max_model_len`` (the engine's) and
 ``metadata.max_request_context_length`` (Ray Serve LLM's); LoRA adapters carry
-``metadata.base_model_id``. The usable context is the smallest of the three lengths given.
+``metadata.base_model_id``; safety classifiers ``metadata.moderation_policy``. The usable
+context is the smallest of the three lengths given.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from typing import Any
 CONTEXT_KEYS = ("max_request_context_length", "max_model_len", "context_length")
 #: The capability of embedding models, which serve nothing else (not even ``text``).
 EMBEDDINGS = "embeddings"
+#: The capability of safety classifiers, which generate for the gateway alone (no ``text``).
+MODERATION = "moderation"
+SPECIALISTS = frozenset({EMBEDDINGS, MODERATION})
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +34,8 @@ class ModelInfo:
     params_b: float | None = None
     #: requests the variant runs at once at most (``max_num_seqs`` x most replicas)
     engine_slots: int | None = None
+    #: a safety classifier's policy family (``gateway.moderation.policies.HARMS``)
+    moderation_policy: str | None = None
 
     @property
     def is_adapter(self) -> bool:
@@ -49,7 +55,7 @@ def model_from_card(card: Mapping[str, Any], order: int) -> ModelInfo:
     """A ``ModelInfo`` from one entry of ``/v1/models``' ``data`` list."""
     meta: Mapping[str, Any] = card.get("metadata") or {}
     capabilities = frozenset(str(c) for c in meta.get("capabilities") or ["text"])
-    if EMBEDDINGS not in capabilities:  # every generating model serves text
+    if not capabilities & SPECIALISTS:  # every other generating model serves text
         capabilities |= {"text"}
     params = meta.get("params_b")
     return ModelInfo(
@@ -61,7 +67,12 @@ def model_from_card(card: Mapping[str, Any], order: int) -> ModelInfo:
         base_model_id=meta.get("base_model_id"),
         params_b=float(params) if isinstance(params, int | float) else None,
         engine_slots=_slots(meta.get("engine_slots")),
+        moderation_policy=_text(meta.get("moderation_policy")),
     )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _slots(value: Any) -> int | None:

@@ -29,13 +29,17 @@ plus one token per relayed chunk.
 
 Chat, completion and embeddings requests reach the engine with the priority of the key's class
 (``gateway.priority``); vLLM's transcription endpoint has no priority field.
+
+A guarded key's chat and completion prompts are screened once admitted, before the
+engine sees them, and (``prompts_and_answers``) its answers before the client does,
+streams included (``gateway.moderation.guard``).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -52,6 +56,7 @@ from gateway.errors import ClientDisconnected, UpstreamUnavailable
 from gateway.media.validator import MediaValidator
 from gateway.metrics import GatewayMetrics
 from gateway.model_info import ModelInfo
+from gateway.moderation.guard import Guard
 from gateway.quotas.protocol import ApiKey, KeyStore
 from gateway.routing import Needs, Route, route
 from gateway.settings import GatewaySettings
@@ -67,10 +72,16 @@ from gateway.upstream.sse import StreamTally, relay
 
 SERVED_HEADER = "x-gemma-model"
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
+#: The paths whose prompts and answers a guarded key has screened.
+GUARDED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 #: Turns a settled JSON body into the client's answer, given the response headers.
 Reshape = Callable[[Any, Mapping[str, str]], Response]
 #: Wraps a relayed stream's events (the tally sees the upstream events first).
 Events = Callable[[AsyncGenerator[bytes, None], StreamTally], AsyncGenerator[bytes, None]]
+#: The engine body for the model chosen (when it depends on the model).
+BodyFor = Callable[[ModelInfo], Awaitable[dict[str, Any]]]
+#: Looks at a settled JSON answer before the client gets it (may refuse it).
+Inspect = Callable[[Any], Awaitable[None]]
 
 
 @dataclass
@@ -92,6 +103,7 @@ class Proxy:
     dispatcher: Dispatcher
     media: MediaValidator
     metrics: GatewayMetrics
+    guard: Guard
     tracer: trace.Tracer = field(default_factory=trace.NoOpTracer)
 
     async def _admit_route(
@@ -181,46 +193,66 @@ class Proxy:
         *,
         reshape: Reshape | None = None,
         events: Events | None = None,
+        body_for: BodyFor | None = None,
     ) -> Response:
         """``/v1/chat/completions``, ``/v1/completions`` (JSON or a relayed stream) and
         ``/v1/embeddings`` (JSON); ``reshape`` and ``events`` turn a chat answer into another
-        API's (``/v1/responses``)."""
+        API's (``/v1/responses``, ``/v1/moderations``); ``body_for`` writes the engine body
+        for the model chosen (``/v1/moderations``: its label tokens)."""
         key, found = await self._admit_route(request, str(payload["model"]), needs)
+        guarded = path in GUARDED_PATHS and body_for is None
         if self.settings.telemetry.record_content_hash:
             trace.get_current_span().set_attribute(spans.CONTENT_HASH, spans.content_hash(payload))
         messages = payload.get("messages")
         if isinstance(messages, list):
             self.media.check_counts(messages)
         stream = bool(payload.get("stream"))
-        tally = StreamTally(include_usage=False)
-        if stream:
-            options = dict(payload.get("stream_options") or {})
-            tally.include_usage = bool(options.get("include_usage"))
-            tally.continuous_usage = bool(options.get("continuous_usage_stats"))
-            metered = {**options, "include_usage": True, "continuous_usage_stats": True}
-            payload = {**payload, "stream_options": metered}
-
+        payload, tally = _metered(payload)
         cap = accounting.budget(path, needs, self.settings.quota.default_max_tokens)
         payload = dict(payload)  # prepare() puts the checked messages in
 
         async def prepare() -> None:
+            if guarded:
+                with self.tracer.start_as_current_span(spans.GUARD):
+                    await self.guard.check_prompt(key, payload)
             if isinstance(messages, list):
                 with self.tracer.start_as_current_span(spans.MEDIA):
                     payload["messages"] = await self.media.prepare_messages(messages)
 
         async def send(model: ModelInfo) -> aiohttp.ClientResponse:
-            body = accounting.engine_payload(payload, needs, cap, model)
+            body = await body_for(model) if body_for is not None else payload
+            body = accounting.engine_payload(body, needs, cap, model)
             body = priority.with_priority({**body, "model": model.id}, key.priority_class)
             return await self.client.send("POST", path, json=body)
 
+        async def inspect(answer: Any) -> None:
+            with self.tracer.start_as_current_span(spans.GUARD):
+                await self.guard.check_answer(key, payload, answer)
+
+        screens_answers = guarded and key.guard.screens_answers
         reserve = accounting.reservation(needs, cap)
         async with self._abandonable(request):
             exchange = await self._open(
                 request, found, key, reserve, send, prepare=prepare, stream=stream
             )
             if not stream or exchange.response.status != 200:
-                return await self._answer(exchange, needs, reshape)
+                return await self._answer(
+                    exchange, needs, reshape, inspect if screens_answers else None
+                )
+        if screens_answers:
+            events = self._screened(key, payload, events)
         return self._relay(exchange, needs, tally, events)
+
+    def _screened(self, key: ApiKey, payload: Mapping[str, Any], events: Events | None) -> Events:
+        """``events`` (or the plain relay) seeing only what the guard let through."""
+
+        def wrapped(
+            relayed: AsyncGenerator[bytes, None], tally: StreamTally
+        ) -> AsyncGenerator[bytes, None]:
+            screened = self.guard.screened(key, payload, relayed)
+            return events(screened, tally) if events is not None else screened
+
+        return wrapped
 
     async def transcribe(
         self, request: Request, upload: Upload, requested: str, job: SpeechJob
@@ -269,7 +301,11 @@ class Proxy:
         return {**exchange.ticket.headers, SERVED_HEADER: exchange.model.id}
 
     async def _answer(
-        self, exchange: Exchange, needs: Needs, reshape: Reshape | None = None
+        self,
+        exchange: Exchange,
+        needs: Needs,
+        reshape: Reshape | None = None,
+        inspect: Inspect | None = None,
     ) -> Response:
         ticket, response = exchange.ticket, exchange.response
         try:
@@ -287,10 +323,15 @@ class Proxy:
             await ticket.release()
             status, error = upstream.error_payload(response.status, content)
             return JSONResponse(error, status_code=status, headers=self._headers(exchange))
-        return await self._settled(exchange, needs, content, reshape)
+        return await self._settled(exchange, needs, content, reshape, inspect)
 
     async def _settled(
-        self, exchange: Exchange, needs: Needs, content: bytes, reshape: Reshape | None
+        self,
+        exchange: Exchange,
+        needs: Needs,
+        content: bytes,
+        reshape: Reshape | None,
+        inspect: Inspect | None = None,
     ) -> Response:
         response, headers = exchange.response, self._headers(exchange)
         media_type = response.headers.get("content-type", "text/plain")
@@ -305,6 +346,8 @@ class Proxy:
         await exchange.ticket.settle(accounting.answered_tokens(body, needs))
         usage = body.get("usage") if isinstance(body, dict) else None
         self._record_usage(exchange, usage if isinstance(usage, dict) else None)
+        if inspect is not None:
+            await inspect(body)
         if reshape is not None:
             return reshape(body, headers)
         if isinstance(body, dict) and "model" in body:
@@ -352,3 +395,15 @@ class Proxy:
                 exchange.ticket.renewing, self.settings.quota.lease_renew_interval
             ),
         )
+
+
+def _metered(payload: dict[str, Any]) -> tuple[dict[str, Any], StreamTally]:
+    """A stream's payload asking the engine for usage on every chunk, and its tally."""
+    tally = StreamTally(include_usage=False)
+    if not payload.get("stream"):
+        return payload, tally
+    options = dict(payload.get("stream_options") or {})
+    tally.include_usage = bool(options.get("include_usage"))
+    tally.continuous_usage = bool(options.get("continuous_usage_stats"))
+    metered = {**options, "include_usage": True, "continuous_usage_stats": True}
+    return {**payload, "stream_options": metered}, tally

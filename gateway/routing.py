@@ -43,7 +43,17 @@ MESSAGE_TOKENS = 8
 IMAGE_TOKENS = 300
 AUDIO_TOKENS = 200
 VIDEO_TOKENS = DEFAULT_VIDEO_TOKENS
-CAPABILITY_ORDER = ("embeddings", "video", "audio", "vision", "reasoning", "tools", "text")
+MODERATION_TEMPLATE_TOKENS = 200
+CAPABILITY_ORDER = (
+    "embeddings",
+    "moderation",
+    "video",
+    "audio",
+    "vision",
+    "reasoning",
+    "tools",
+    "text",
+)
 _PART_CAPABILITY = {
     "image_url": "vision",
     "input_audio": "audio",
@@ -182,6 +192,22 @@ def embedding_needs(body: Mapping[str, Any]) -> Needs:
         frozenset({"embeddings"}),
         sum(estimates),
         0,
+        prompts=len(estimates),
+        longest_prompt=max(estimates),
+    )
+
+
+def moderation_needs(texts: list[str], harms: int) -> Needs:
+    """The needs of a ``/v1/moderations`` body: each text judged once per harm policy.
+
+    Every judgement is a prompt of its own (the text in a policy's template, about 200
+    tokens more) whose one generated token is read for its label probabilities.
+    """
+    estimates = [text_tokens(t) + MODERATION_TEMPLATE_TOKENS for t in texts for _ in range(harms)]
+    return Needs(
+        frozenset({"moderation"}),
+        sum(estimates),
+        1,
         prompts=len(estimates),
         longest_prompt=max(estimates),
     )

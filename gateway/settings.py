@@ -3,7 +3,8 @@
 Nested groups use ``__``: ``GATEWAY_LIMITS__MAX_MESSAGES=64``,
 ``GATEWAY_QUOTA__ENABLED=false``,
 ``GATEWAY_MEDIA__MAX_IMAGE_PIXELS=1000000``, ``GATEWAY_ALIASES='{"gemma-3": "gemma-3-"}'``,
-``GATEWAY_BATCHES__FILES_DIR=/data/batches``, ``GATEWAY_SERVER__HEADER_TIMEOUT=10``.
+``GATEWAY_BATCHES__FILES_DIR=/data/batches``, ``GATEWAY_SERVER__HEADER_TIMEOUT=10``,
+``GATEWAY_GUARD__MODEL=shieldgemma-2b``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.batches.settings import BatchSettings
 from gateway.media.settings import MediaSettings
+from gateway.moderation.settings import GuardSettings
 from gateway.quotas.settings import QuotaSettings
 from gateway.server.settings import ServerSettings
 
@@ -102,6 +104,11 @@ class RequestLimits(BaseModel):
     max_n: int = Field(default=4, ge=1, description="Largest n (choices) a request may set.")
     max_embedding_inputs: int = Field(
         default=2048, ge=1, description="Most inputs in one embeddings request (OpenAI's cap)."
+    )
+    max_moderation_inputs: int = Field(
+        default=32,
+        ge=1,
+        description="Most texts in one moderations request (each is judged once per category).",
     )
     unknown_fields: UnknownFieldPolicy = Field(
         default="reject", description="reject | drop | forward body fields not otherwise known."
@@ -236,6 +243,7 @@ class GatewaySettings(BaseSettings):
     telemetry: TelemetrySettings = Field(
         default_factory=lambda: TelemetrySettings.model_validate({})
     )
+    guard: GuardSettings = Field(default_factory=lambda: GuardSettings.model_validate({}))
     admin_key: SecretStr | None = Field(
         default=None,
         description="Bearer secret of the admin API (admin routes are off without it).",

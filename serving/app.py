@@ -248,6 +248,9 @@ def llm_config_data(catalog: Catalog, variant: Variant, target: str, home: Path)
 def model_metadata(variant: Variant, target: str) -> dict[str, Any]:
     """What ``/v1/models`` tells clients about a variant (see ``serving.ingress``)."""
     engine = variant.engines[target]
+    classifier = (
+        {"moderation_policy": variant.moderation_policy} if variant.moderation_policy else {}
+    )
     return {
         "capabilities": [c for c in CAPABILITIES if c in variant.capabilities],
         "kind": variant.kind,
@@ -258,6 +261,7 @@ def model_metadata(variant: Variant, target: str) -> dict[str, Any]:
         "engine_slots": engine.max_num_seqs * variant.autoscaling_for(target).max_replicas,
         "target": target,
         "adapters": [adapter_model_id(variant.id, a.name) for a in variant.adapters_for(target)],
+        **classifier,
     }
 
 

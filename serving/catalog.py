@@ -40,11 +40,21 @@ CATALOG_ENV = "GEMMA_SERVING_CATALOG"
 TEMPLATES_PACKAGE = "serving.templates"
 
 Capability = Literal[
-    "text", "vision", "audio", "video", "tools", "reasoning", "transcription", "embeddings"
+    "text",
+    "vision",
+    "audio",
+    "video",
+    "tools",
+    "reasoning",
+    "transcription",
+    "embeddings",
+    "moderation",
 ]
 # transcription: vLLM's speech-to-text endpoint (/v1/audio/transcriptions) serves the
 # model; other audio models transcribe through their chat API (see gateway.api.audio).
 # embeddings: vLLM's pooling runner serves /v1/embeddings (and no generation at all).
+# moderation: a safety classifier (ShieldGemma) scored from its Yes/No token probabilities
+# (gateway.moderation); it serves /v1/moderations and the guard, never chat.
 CAPABILITIES: tuple[Capability, ...] = (
     "text",
     "vision",
@@ -54,7 +64,11 @@ CAPABILITIES: tuple[Capability, ...] = (
     "reasoning",
     "transcription",
     "embeddings",
+    "moderation",
 )
+#: The policy families of the safety classifiers: ShieldGemma (text, on Gemma 2). The
+#: gateway holds their prompts and categories (gateway.moderation.policies).
+ModerationPolicy = Literal["shieldgemma"]
 # vLLM's multimodal item names and the capability each one needs.
 MODALITY_CAPABILITY: dict[str, Capability] = {"image": "vision", "audio": "audio", "video": "video"}
 
@@ -243,6 +257,9 @@ class Variant(_Model):
         default=None, description="vLLM reasoning parser (goes with 'reasoning')."
     )
     mtp_draft: MtpDraft | None = None
+    moderation_policy: ModerationPolicy | None = Field(
+        default=None, description="The classifier's policy family (goes with 'moderation')."
+    )
     adapters: tuple[Adapter, ...] = ()
     max_lora_rank: int = Field(default=16, gt=0)
     autoscaling: Autoscaling = Autoscaling()
@@ -250,15 +267,7 @@ class Variant(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Variant:
-        if "embeddings" in self.capabilities:
-            if self.capabilities != {"embeddings"}:
-                raise ValueError(f"{self.id}: an embedding model serves 'embeddings' only")
-        elif "text" not in self.capabilities:
-            raise ValueError(f"{self.id}: every generating variant serves 'text'")
-        if ("tools" in self.capabilities) != (self.tool_call_parser is not None):
-            raise ValueError(f"{self.id}: 'tools' and tool_call_parser go together")
-        if ("reasoning" in self.capabilities) != (self.reasoning_parser is not None):
-            raise ValueError(f"{self.id}: 'reasoning' and reasoning_parser go together")
+        self._check_capabilities()
         self._check_params()
         self._check_sources()
         if self.chat_template is not None:
@@ -270,6 +279,22 @@ class Variant(_Model):
         for target, engine in self.engines.items():
             self._check_engine(target, engine)
         return self
+
+    def _check_capabilities(self) -> None:
+        if "embeddings" in self.capabilities:
+            if self.capabilities != {"embeddings"}:
+                raise ValueError(f"{self.id}: an embedding model serves 'embeddings' only")
+        elif "moderation" in self.capabilities:
+            if self.capabilities != {"moderation"}:
+                raise ValueError(f"{self.id}: a safety classifier serves 'moderation' only")
+        elif "text" not in self.capabilities:
+            raise ValueError(f"{self.id}: every generating variant serves 'text'")
+        if ("tools" in self.capabilities) != (self.tool_call_parser is not None):
+            raise ValueError(f"{self.id}: 'tools' and tool_call_parser go together")
+        if ("reasoning" in self.capabilities) != (self.reasoning_parser is not None):
+            raise ValueError(f"{self.id}: 'reasoning' and reasoning_parser go together")
+        if ("moderation" in self.capabilities) != (self.moderation_policy is not None):
+            raise ValueError(f"{self.id}: 'moderation' and moderation_policy go together")
 
     def _check_sources(self) -> None:
         if self.kind == "model" and self.hf_id is None:

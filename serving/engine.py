@@ -7,6 +7,11 @@ holds its own allocator arenas, about 0.65 GB on this stack's CPU engines. With 
 (no tensor parallelism) there is nothing for a separate process to parallelise, so the
 engine core runs it in-process: vLLM's ``UniProcExecutor``, the executor vLLM itself uses for
 a single device. GPU engines and tensor-parallel CPU engines keep Ray Serve LLM's executor.
+
+Ray Serve LLM 2.60 reads vLLM's tokenization handler as ``openai_serving_tokenization`` of
+the app state vLLM builds, which vLLM 0.29 names ``serving_tokenization``: without the
+handler, ``/tokenize`` and ``/detokenize`` answer 400 ("does not support the 'tokenization'
+task") for every model. The engine takes it under vLLM's name when Ray's finds none.
 """
 
 from __future__ import annotations
@@ -27,7 +32,14 @@ def runs_worker_in_process(config: VllmConfig) -> bool:
 
 
 class GemmaVLLMEngine(VLLMEngine):
-    """``VLLMEngine`` whose single-worker CPU engines keep the worker in the engine core."""
+    """``VLLMEngine`` whose single-worker CPU engines keep the worker in the engine core,
+    with vLLM's tokenization handler found under its 0.29 name."""
+
+    async def start(self) -> None:
+        await super().start()
+        if self._oai_serving_tokenization is None:
+            state = getattr(self, "_app_state", None)
+            self._oai_serving_tokenization = getattr(state, "serving_tokenization", None)
 
     def _start_async_llm_engine(
         self, vllm_engine_args: Any, vllm_engine_config: VllmConfig, placement_group: Any

@@ -10,6 +10,9 @@ from gateway.api.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
+    ModerationImagePart,
+    ModerationRequest,
+    ModerationTextPart,
     ResponseRequest,
 )
 from gateway.errors import InvalidRequest
@@ -112,3 +115,35 @@ def checked_response_payload(body: ResponseRequest, limits: RequestLimits) -> di
             code="max_tokens_too_large",
         )
     return _known_fields(body, limits)
+
+
+def moderation_inputs(body: ModerationRequest, limits: RequestLimits) -> tuple[list[str], bool]:
+    """The texts to judge (a result each) and whether the input has image parts.
+
+    A string is one text, a list of strings one text each, a list of content parts one
+    text (its text parts together), as OpenAI's moderations take them.
+    """
+    _known_fields(body, limits)
+    images = False
+    if isinstance(body.input, str):
+        texts = [body.input]
+    elif all(isinstance(item, str) for item in body.input):
+        texts = [str(item) for item in body.input]
+    else:
+        parts = [p.text for p in body.input if isinstance(p, ModerationTextPart)]
+        images = any(isinstance(p, ModerationImagePart) for p in body.input)
+        texts = ["\n".join(parts)] if parts else []
+    if (not texts and not images) or any(not t.strip() for t in texts):
+        raise InvalidRequest(
+            "input must be a non-empty string, a list of them or a list of content parts.",
+            param="input",
+            code="empty_input",
+        )
+    if len(texts) > limits.max_moderation_inputs:
+        raise InvalidRequest(
+            f"The request has {len(texts)} inputs; at most {limits.max_moderation_inputs} "
+            "are accepted.",
+            param="input",
+            code="too_many_inputs",
+        )
+    return texts, images

@@ -8,7 +8,8 @@ know from them:
 - the generation bodies admit extra fields only as ``RequestLimits.unknown_fields`` does:
   under ``reject`` they list ``extra_params`` and forbid any other field;
 - ``max_tokens``, ``max_completion_tokens`` and ``max_output_tokens`` (JSON bodies and the
-  audio forms), ``n``, ``messages`` and ``input`` (Responses items, embedding inputs) carry
+  audio forms), ``n``, ``messages`` and ``input`` (Responses items, embedding and
+  moderation inputs) carry
   the request limits as ``maximum`` and ``maxItems``;
 - with quotas on, an operation that may answer 401 takes a Bearer key (``ApiKey``; the
   admin API's ``AdminKey``); with quotas off nothing authenticates, so there is no 401.
@@ -29,6 +30,7 @@ GENERATION_BODIES = (
     "ChatCompletionRequest",
     "CompletionRequest",
     "EmbeddingRequest",
+    "ModerationRequest",
     "ResponseRequest",
 )
 ADMIN_PREFIX = "/admin/"
@@ -63,7 +65,7 @@ def matching_behaviour(document: dict[str, Any], settings: GatewaySettings) -> d
         schemas.pop(name, None)
     for name in GENERATION_BODIES:
         if name in schemas:
-            _limit_body(schemas[name], settings.limits)
+            _limit_body(schemas[name], settings.limits, _input_items(name, settings.limits))
     _security(document, quotas=settings.quota.enabled)
     return document
 
@@ -75,13 +77,21 @@ def _operations(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]
             yield path, operation
 
 
-def _limit_body(schema: dict[str, Any], limits: RequestLimits) -> None:
+def _input_items(body: str, limits: RequestLimits) -> int:
+    """The most items a body's ``input`` array may hold."""
+    if body == "EmbeddingRequest":
+        return limits.max_embedding_inputs
+    if body == "ModerationRequest":
+        return limits.max_moderation_inputs
+    return limits.max_messages  # Responses input items
+
+
+def _limit_body(schema: dict[str, Any], limits: RequestLimits, inputs: int) -> None:
     properties: dict[str, Any] = schema.setdefault("properties", {})
     _limit_tokens(properties, limits)
     _maximum(properties.get("n"), limits.max_n)
     if "messages" in properties:
         properties["messages"]["maxItems"] = limits.max_messages
-    inputs = limits.max_embedding_inputs if "dimensions" in properties else limits.max_messages
     for branch in properties.get("input", {}).get("anyOf", []):
         tokens = branch.get("items", {}).get("type") == "integer"  # one input's token array
         if branch.get("type") == "array" and not tokens:

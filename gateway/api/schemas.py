@@ -79,6 +79,27 @@ class EmbeddingRequest(_OpenAIModel):
     user: str | None = None
 
 
+class ModerationTextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text"]
+    text: str
+
+
+class ModerationImagePart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["image_url"]
+    image_url: dict[str, Any]
+
+
+class ModerationRequest(_OpenAIModel):
+    """``/v1/moderations``: a text, texts (a result each) or content parts (one result)."""
+
+    input: str | list[str] | list[ModerationTextPart | ModerationImagePart]
+    model: str = Field(default="auto", min_length=1)
+
+
 class ResponseRequest(_OpenAIModel):
     """``/v1/responses`` (``gateway.responses.convert`` says what of it is supported)."""
 

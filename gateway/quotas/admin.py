@@ -8,6 +8,7 @@ Routes (``Authorization: Bearer <admin key>``)::
     POST /admin/keys/{key_id}/revoke    revoke (idempotent)
     PUT  /admin/keys/{key_id}/limits    replace limits (per-model overrides and the priority
                                         class too, when given)
+    PUT  /admin/keys/{key_id}/guard     replace the content guard (``gateway.moderation``)
     GET  /admin/keys/{key_id}/usage     the key's usage (``gateway.quotas.usage``)
 
 The admin key is compared with ``hmac.compare_digest``. A deployment without an
@@ -18,7 +19,7 @@ the API's presence reveals nothing. Refusals are ``gateway.errors`` classes.
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.api.json_types import Count
 from gateway.api.responses import errors
 from gateway.errors import AuthenticationFailed, InvalidRequest, NotFound
+from gateway.moderation.key_policy import GuardMode, GuardPolicy
+from gateway.moderation.policies import Category
 from gateway.priority import DEFAULT_CLASS, PriorityClass
 from gateway.quotas.backend import RedisQuotaBackend
 from gateway.quotas.protocol import Limits
@@ -49,6 +52,24 @@ class LimitsBody(BaseModel):
         return Limits(**self.model_dump())
 
 
+Threshold = Annotated[float, Field(ge=0, le=1, strict=True)]
+
+
+class GuardBody(BaseModel):
+    """A key's content guard: mode and per-category thresholds for prompts and answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: GuardMode = GuardMode.OFF
+    prompt_thresholds: dict[Category, Threshold] = {}
+    answer_thresholds: dict[Category, Threshold] = {}
+
+    def to_policy(self) -> GuardPolicy:
+        prompt = {str(c): v for c, v in self.prompt_thresholds.items()}
+        answer = {str(c): v for c, v in self.answer_thresholds.items()}
+        return GuardPolicy(self.mode, prompt, answer)
+
+
 class CreateKeyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -60,6 +81,7 @@ class CreateKeyBody(BaseModel):
     model_limits: dict[str, LimitsBody] = {}
     priority_class: PriorityClass = DEFAULT_CLASS
     weight: float = Field(default=1.0, gt=0, le=1000, strict=True)
+    guard: GuardBody = GuardBody()
 
 
 class SetLimitsBody(BaseModel):
@@ -113,6 +135,7 @@ def create_admin_router(backend: RedisQuotaBackend, admin_key: str | None) -> AP
                 allowed_capabilities=body.allowed_capabilities,
                 priority_class=body.priority_class,
                 weight=body.weight,
+                guard=body.guard.to_policy(),
             )
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
@@ -146,5 +169,9 @@ def create_admin_router(backend: RedisQuotaBackend, admin_key: str | None) -> AP
             body.weight,
         )
         return key_to_dict(key)
+
+    @router.put("/{key_id}/guard", responses=errors(400, 413))
+    async def set_guard(key_id: str, body: GuardBody) -> dict[str, Any]:
+        return key_to_dict(await keys.set_guard(key_id, body.to_policy()))
 
     return router

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from gateway.moderation.key_policy import GuardPolicy
 from gateway.priority import DEFAULT_CLASS, PriorityClass
 
 if TYPE_CHECKING:
@@ -48,7 +49,8 @@ class ApiKey:
     ``allowed_models`` / ``allowed_capabilities`` of ``None`` allow everything;
     ``hint`` is the secret's last four characters, for people telling keys apart;
     ``priority_class`` orders its requests at the engines (``gateway.priority``) and
-    ``weight`` is its tenant's share of a saturated model (``gateway.fair_share``).
+    ``weight`` is its tenant's share of a saturated model (``gateway.fair_share``);
+    ``guard`` says whether its prompts and answers are screened (``gateway.moderation``).
     """
 
     key_id: str
@@ -63,6 +65,7 @@ class ApiKey:
     revoked_at: float | None = None
     priority_class: PriorityClass = DEFAULT_CLASS
     weight: float = 1.0
+    guard: GuardPolicy = field(default_factory=GuardPolicy)
 
     @property
     def revoked(self) -> bool:

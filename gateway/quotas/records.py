@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from gateway.moderation.key_policy import GuardPolicy
 from gateway.priority import DEFAULT_CLASS, PriorityClass
 from gateway.quotas.protocol import ApiKey, Limits
 
@@ -46,6 +47,7 @@ def key_to_dict(key: ApiKey) -> dict[str, Any]:
         "allowed_capabilities": _names(key.allowed_capabilities),
         "priority_class": key.priority_class.value,
         "weight": key.weight,
+        "guard": key.guard.to_dict(),
         "limits": limits_to_dict(key.limits),
         "model_limits": {m: limits_to_dict(lim) for m, lim in sorted(key.model_limits.items())},
     }
@@ -69,6 +71,7 @@ def key_from_dict(data: Mapping[str, Any]) -> ApiKey:
         model_limits={m: limits_from_dict(v) for m, v in (data.get("model_limits") or {}).items()},
         priority_class=PriorityClass(data.get("priority_class") or DEFAULT_CLASS),
         weight=float(data.get("weight") or 1.0),
+        guard=GuardPolicy.from_dict(data.get("guard")),
     )
 
 

@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from gateway.errors import AuthenticationFailed, NotFound, QuotaBackendUnavailable
+from gateway.moderation.key_policy import GuardPolicy
 from gateway.priority import DEFAULT_CLASS, PriorityClass
 from gateway.quotas import records
 from gateway.quotas.breaker import CircuitBreaker
@@ -177,6 +178,7 @@ class RedisKeyStore:
         allowed_capabilities: Iterable[str] | None = None,
         priority_class: PriorityClass = DEFAULT_CLASS,
         weight: float = 1.0,
+        guard: GuardPolicy | None = None,
         secret: str | None = None,
     ) -> tuple[str, ApiKey]:
         """A new key and its secret (shown once: only its hash is stored).
@@ -204,6 +206,7 @@ class RedisKeyStore:
             ),
             priority_class=priority_class,
             weight=weight,
+            guard=guard or GuardPolicy(),
         )
         digest = secret_hash(secret)
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -291,4 +294,10 @@ class RedisKeyStore:
 
         key = await self._update(key_id, change)
         logger.info("changed limits of API key %s", key_id)
+        return key
+
+    async def set_guard(self, key_id: str, guard: GuardPolicy) -> ApiKey:
+        """Replace the key's guard (``gateway.moderation.key_policy``)."""
+        key = await self._update(key_id, lambda key: replace(key, guard=guard))
+        logger.info("changed the guard of API key %s to %s", key_id, guard.mode.value)
         return key

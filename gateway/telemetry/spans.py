@@ -29,6 +29,7 @@ from opentelemetry.trace import Span
 AUTH = "gateway.auth"
 ROUTE = "gateway.route"
 MEDIA = "gateway.media"
+GUARD = "gateway.guard"
 UPSTREAM = "gateway.upstream"
 QUOTA_ADMIT = "gateway.quota.admit"
 FAIR_SHARE = "gateway.fair_share.wait"

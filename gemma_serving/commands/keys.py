@@ -7,7 +7,10 @@ per day, ``--concurrency`` requests in flight; a per-model override is
 ``--model-limit MODEL:rpm=10,tpm=5000,tpd=100000,concurrency=2``.
 ``--priority-class interactive|standard|batch`` orders the key's requests at the
 engines (``gateway.priority``); ``--weight`` is the key's share of a saturated model
-(``gateway.fair_share``).
+(``gateway.fair_share``). ``--guard prompts|prompts_and_answers`` screens the key's
+prompts (and answers) with the content guard, ``--guard-threshold
+[prompt:|answer:]CATEGORY=VALUE`` sets a category's bar (``gateway.moderation``);
+``set-guard KEY_ID MODE`` changes both later.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from gateway.errors import AuthenticationFailed, GatewayError
+from gateway.moderation.key_policy import GuardMode, GuardPolicy, parse_thresholds
+from gateway.moderation.policies import CATEGORIES
 from gateway.priority import DEFAULT_CLASS, PriorityClass
 from gateway.quotas.backend import RedisQuotaBackend
 from gateway.quotas.protocol import ApiKey, Limits
@@ -67,6 +72,26 @@ Priority = Annotated[
     PriorityClass | None,
     typer.Option("--priority-class", help="Engine priority of the key's requests."),
 ]
+Guard = Annotated[
+    GuardMode | None,
+    typer.Option("--guard", help="Screen the key's prompts (and answers) with the content guard."),
+]
+GuardThreshold = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--guard-threshold",
+        help="[prompt:|answer:]CATEGORY=VALUE, flagged above VALUE (0-1); categories: "
+        + ", ".join(CATEGORIES),
+    ),
+]
+
+
+def _guard(mode: GuardMode | None, thresholds: list[str] | None) -> GuardPolicy:
+    try:
+        prompt, answer = parse_thresholds(thresholds or [], CATEGORIES)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--guard-threshold") from exc
+    return GuardPolicy(mode or GuardMode.OFF, prompt, answer)
 
 
 def _run(url: str, prefix: str, work: Callable[[RedisKeyStore], Awaitable[T]]) -> T:
@@ -131,7 +156,7 @@ def _print_key(key: ApiKey, as_json: bool) -> None:
     state = "revoked" if key.revoked else "active"
     typer.echo(
         f"{key.key_id}  tenant={key.tenant}  {state}  gsk-…{key.hint}  "
-        f"class={key.priority_class} weight={key.weight:g}  "
+        f"class={key.priority_class} weight={key.weight:g} guard={key.guard.mode}  "
         f"rpm={_fmt(lim.requests_per_minute)} tpm={_fmt(lim.tokens_per_minute)} "
         f"tpd={_fmt(lim.tokens_per_day)} concurrency={_fmt(lim.max_concurrent)}"
     )
@@ -160,11 +185,14 @@ def create(
     model_limit: ModelLimit = None,
     priority_class: Priority = None,
     weight: Weight = None,
+    guard: Guard = None,
+    guard_threshold: GuardThreshold = None,
     as_json: AsJson = False,
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
     key_prefix: KeyPrefix = "gs:",
 ) -> None:
     """Create a key and print its secret (shown this once only)."""
+    guard_policy = _guard(guard, guard_threshold)
     limits = _limits(Limits(), rpm=rpm, tpm=tpm, tpd=tpd, concurrency=concurrency)
     overrides = dict(parse_model_limit(spec) for spec in model_limit or [])
     secret, key = _run(
@@ -179,6 +207,7 @@ def create(
             allowed_capabilities=_csv(capabilities),
             priority_class=priority_class or DEFAULT_CLASS,
             weight=1.0 if weight is None else weight,
+            guard=guard_policy,
         ),
     )
     if as_json:
@@ -253,6 +282,20 @@ def set_limits(
         return await store.set_limits(key_id, limits, models, priority_class, weight)
 
     _print_key(_run(redis_url, key_prefix, work), as_json)
+
+
+@app.command("set-guard")
+def set_guard(
+    key_id: Annotated[str, typer.Argument(help="The key's id (key_...).")],
+    mode: Annotated[GuardMode, typer.Argument(help="off, prompts or prompts_and_answers.")],
+    guard_threshold: GuardThreshold = None,
+    as_json: AsJson = False,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    key_prefix: KeyPrefix = "gs:",
+) -> None:
+    """Replace the key's content guard: its mode and thresholds (others get the default)."""
+    policy = _guard(mode, guard_threshold)
+    _print_key(_run(redis_url, key_prefix, lambda store: store.set_guard(key_id, policy)), as_json)
 
 
 def _window(name: str, w: dict[str, Any]) -> str:

@@ -15,6 +15,9 @@ name says ``tiny-random`` so that nobody mistakes them for models.
 - ``tiny-random-embeddinggemma``: EmbeddingGemma's layout, ``Gemma3TextModel`` (bidirectional
   attention) with the Sentence-Transformers modules vLLM's pooling runner reads (mean pooling,
   two Dense projections, normalization) and Matryoshka dimensions 64/32/16; 17 M parameters.
+- ``tiny-random-shieldgemma``: ShieldGemma's architecture, ``Gemma2ForCausalLM`` (soft-capped
+  attention and final logits), with the Gemma tokenizer; 17 M parameters. Its Yes/No scores
+  are noise: tests force the guard's thresholds.
 
 Builders are deterministic (fixed seeds) and write into a staging folder that is renamed
 into place only when complete, with a checksum manifest.
@@ -39,6 +42,7 @@ AUDIO_FIXTURE = "tiny-random-gemma-3n"
 GEMMA4_FIXTURE = "tiny-random-gemma-4"
 LORA_FIXTURE = "tiny-lora-gemma-3-270m"
 EMBEDDING_FIXTURE = "tiny-random-embeddinggemma"
+SHIELDGEMMA_FIXTURE = "tiny-random-shieldgemma"
 SEED = 20250312
 _TEMPLATES = files("serving.models").joinpath("templates")
 
@@ -570,6 +574,34 @@ def _build_embedding(embedded: PreparedModel, out: Path) -> None:
     )
 
 
+# --- ShieldGemma ------------------------------------------------------------------------
+
+
+def _build_shieldgemma(embedded: PreparedModel, out: Path) -> None:
+    """ShieldGemma's layout: a Gemma 2 causal LM (vLLM scores it from the first token)."""
+    from transformers import AutoTokenizer, Gemma2Config, Gemma2ForCausalLM
+
+    tokenizer: Any = AutoTokenizer.from_pretrained(_base_tokenizer_dir(embedded))
+    tokenizer.save_pretrained(out)
+    config = Gemma2Config(
+        vocab_size=262144,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        query_pre_attn_scalar=32,
+        sliding_window=64,
+        max_position_embeddings=8192,
+        attn_logit_softcapping=50.0,
+        final_logit_softcapping=30.0,
+        architectures=["Gemma2ForCausalLM"],
+    )
+    _seed()
+    Gemma2ForCausalLM(config).eval().save_pretrained(out, safe_serialization=True)
+
+
 # --- LoRA adapter for the 270M ----------------------------------------------------------
 
 
@@ -607,6 +639,7 @@ _BUILDERS: dict[str, Callable[[PreparedModel, Path], None]] = {
     GEMMA4_FIXTURE: _build_gemma4,
     LORA_FIXTURE: _build_lora,
     EMBEDDING_FIXTURE: _build_embedding,
+    SHIELDGEMMA_FIXTURE: _build_shieldgemma,
 }
 FIXTURES = tuple(_BUILDERS)
 _RECIPE = "fixture/{name}/v1"

@@ -2,7 +2,7 @@
 
 An engine takes minutes to start on a CPU, so every integration test shares these fixtures:
 ``serve_stack`` (Ray Serve LLM with the real Gemma 3 270M, the Gemma 4 fixture, which
-serves images, audio and video, and the EmbeddingGemma fixture) and
+serves images, audio and video, the EmbeddingGemma fixture and the ShieldGemma fixture) and
 the clients built on it. ``otlp_receiver`` starts first and Serve is started with its URL,
 so Ray Serve's and the engines' spans of every integration test reach it.
 """
@@ -28,6 +28,7 @@ MEDIA_MODEL = "tiny-random-gemma-4"
 VISION_MODEL = MEDIA_MODEL
 AUDIO_MODEL = MEDIA_MODEL
 EMBEDDING_MODEL = "tiny-random-embeddinggemma"
+MODERATION_MODEL = "tiny-random-shieldgemma"
 SERVE_PORT = int(os.environ.get("GEMMA_SERVING_TEST_SERVE_PORT", "18000"))
 
 

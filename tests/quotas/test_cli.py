@@ -11,6 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from gateway.errors import AuthenticationFailed
+from gateway.moderation.key_policy import GuardMode
 from gateway.priority import PriorityClass
 from gateway.quotas.backend import RedisQuotaBackend
 from gateway.quotas.protocol import ApiKey, Limits
@@ -126,6 +127,42 @@ def test_priority_class_is_set_at_creation_and_changed_by_set_limits(redis_url: 
         ["keys", "create", "--tenant", "a", "--priority-class", "urgent", "--redis-url", redis_url],
     )
     assert wrong.exit_code == 2
+
+
+def test_the_guard_is_set_at_creation_and_changed_by_set_guard(redis_url: str) -> None:
+    created = json.loads(
+        keys(
+            redis_url,
+            "create",
+            "--tenant",
+            "acme",
+            "--guard",
+            "prompts",
+            "--guard-threshold",
+            "hate=0.3",
+            "--guard-threshold",
+            "answer:sexual=0.1",
+            "--json",
+        )
+    )
+    assert created["guard"] == {
+        "mode": "prompts",
+        "prompt_thresholds": {"hate": 0.3},
+        "answer_thresholds": {"hate": 0.3, "sexual": 0.1},
+    }
+    guard = authenticate(redis_url, created["key"]).guard
+    assert guard.mode is GuardMode.PROMPTS
+    assert guard.answer_thresholds["sexual"] == 0.1
+    keys(redis_url, "set-guard", created["id"], "prompts_and_answers")
+    changed = authenticate(redis_url, created["key"]).guard
+    assert changed.mode is GuardMode.PROMPTS_AND_ANSWERS
+    assert changed.prompt_thresholds == {}
+    assert "guard=prompts_and_answers" in keys(redis_url, "show", created["id"])
+    for wrong in (["--guard", "sometimes"], ["--guard", "prompts", "--guard-threshold", "x=1"]):
+        refused = runner.invoke(
+            app, ["keys", "create", "--tenant", "a", *wrong, "--redis-url", redis_url]
+        )
+        assert refused.exit_code == 2, refused.output
 
 
 def test_unknown_key_fails_cleanly(redis_url: str) -> None:

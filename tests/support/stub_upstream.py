@@ -13,6 +13,10 @@ its engine answers, as the serving application's does. ``stub.requests`` records
 received body (``stub.headers`` its request headers, ``stub.peers`` the address it came
 from), ``stub.reported`` each per-chunk usage sent and ``stub.cancelled`` each stream or
 request the caller abandoned. With
+``moderation_cards()`` adds a ShieldGemma classifier: ``/tokenize`` gives its ``Yes``/``No``
+ids and a completion asking for their logprobs (``logprob_token_ids``) scores each prompt
+``P(Yes)`` = ``knobs.flagged_score`` when it holds a word of ``knobs.flag_words``, else
+``knobs.clean_score``. With
 ``knobs.reasoning`` set, chat answers think first, as vLLM's reasoning parser returns it:
 the thinking in ``message.reasoning`` (or ``knobs.reasoning_field``) and in stream deltas
 before the content, counted in ``completion_tokens`` (one token per piece) and in
@@ -27,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 import struct
 import threading
 import time
@@ -48,6 +53,8 @@ VISION_MODEL = "tiny-random-gemma-3-vision"
 AUDIO_MODEL = "tiny-random-gemma-3n"
 EMBEDDING_MODEL = "tiny-random-embeddinggemma"
 EMBEDDING_SIZE = 8
+MODERATION_MODEL = "tiny-random-shieldgemma"
+LABEL_IDS = {"Yes": 8438, "No": 1294}
 GEMMA_4_MODEL = "gemma-4-E2B-it"
 GEMMA_4_CAPABILITIES = ["text", "vision", "audio", "video", "tools", "reasoning"]
 ANSWER = "Hello from the stub upstream."
@@ -93,6 +100,13 @@ def default_cards() -> list[dict[str, Any]]:
     ]
 
 
+def moderation_cards() -> list[dict[str, Any]]:
+    """The default cards and a ShieldGemma classifier (``moderation`` alone)."""
+    card = _card(MODERATION_MODEL, ["moderation"], "fixture", [])
+    card["metadata"]["moderation_policy"] = "shieldgemma"
+    return [*default_cards(), card]
+
+
 def gemma_4_cards() -> list[dict[str, Any]]:
     """The default cards and, last, a Gemma 4 variant with every capability it has (128K)."""
     gemma_4 = _card(GEMMA_4_MODEL, GEMMA_4_CAPABILITIES, "model", [])
@@ -111,6 +125,9 @@ class Knobs:
     hang: set[str] = field(default_factory=set)  # non-streamed answers that never come
     reasoning: list[str] = field(default_factory=list)  # chat thinking pieces, one token each
     reasoning_field: str = "reasoning"
+    flag_words: set[str] = field(default_factory=set)  # classifier prompts holding one: flagged
+    flagged_score: float = 0.97
+    clean_score: float = 0.02
 
 
 def _usage(prompt: int, completion: int, reasoning: int | None = None) -> dict[str, Any]:
@@ -213,6 +230,8 @@ class StubUpstream(AbstractContextManager["StubUpstream"]):
             return refused
         if body["model"] in self.knobs.hang and not body.get("stream"):
             return await self._hang(request, body["model"])
+        if body.get("logprob_token_ids"):
+            return self._classify(body)
         if body.get("stream"):
             return StreamingResponse(self._stream(body, kind), media_type="text/event-stream")
         choice = _choice(kind, ANSWER)
@@ -248,6 +267,34 @@ class StubUpstream(AbstractContextManager["StubUpstream"]):
             data.append({"index": index, "object": "embedding", "embedding": encoded})
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return {"object": "list", "model": body["model"], "data": data, "usage": usage}
+
+    def _classify(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One token per prompt with the label logprobs vLLM's ``logprob_token_ids`` gives."""
+        yes, no = body["logprob_token_ids"]
+        choices = []
+        for index, prompt in enumerate(body["prompt"]):
+            flagged = any(word in prompt for word in self.knobs.flag_words)
+            p_yes = self.knobs.flagged_score if flagged else self.knobs.clean_score
+            top = {f"token_id:{yes}": math.log(p_yes), f"token_id:{no}": math.log(1 - p_yes)}
+            token = f"token_id:{yes if p_yes > 0.5 else no}"
+            logprobs = {"tokens": [token], "token_logprobs": [top[token]], "top_logprobs": [top]}
+            choices.append(
+                {"index": index, "text": "Yes", "finish_reason": "length", "logprobs": logprobs}
+            )
+        prompt_tokens = sum(max(1, len(p) // 4) for p in body["prompt"])
+        return {
+            "id": "stub-classify",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": choices,
+            "usage": _usage(prompt_tokens, len(choices)),
+        }
+
+    async def _tokenize(self, request: Request) -> Any:
+        body = await request.json()
+        self.requests.append((request.url.path, body))
+        return {"tokens": [LABEL_IDS.get(body["prompt"], 1)], "count": 1, "max_model_len": CONTEXT}
 
     async def _hang(self, request: Request, model: str) -> Any:
         """Generate until the caller hangs up, as vLLM does (it aborts on disconnect)."""
@@ -293,6 +340,10 @@ class StubUpstream(AbstractContextManager["StubUpstream"]):
         @app.post("/v1/embeddings")
         async def embeddings(request: Request) -> Any:
             return await self._embed(request)
+
+        @app.post("/tokenize")
+        async def tokenize(request: Request) -> Any:
+            return await self._tokenize(request)
 
         @app.post("/v1/audio/transcriptions")
         async def transcriptions(request: Request) -> Any:

@@ -39,6 +39,7 @@ def test_cpu_dev_builds_one_engine_per_variant(catalog: Catalog) -> None:
         "gemma-3-270m",
         "tiny-random-gemma-4",
         "tiny-random-embeddinggemma",
+        "tiny-random-shieldgemma",
     ]
     assert list(configs(catalog, "cpu-gemma3-media")) == [
         "tiny-random-gemma-3-vision",

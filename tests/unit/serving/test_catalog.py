@@ -35,6 +35,10 @@ GEMMA_VARIANTS = {
     "gemma-3n-E4B-it": ({"text", "vision", "audio", "tools", "transcription"}, 32768),
     # EmbeddingGemma: vLLM's pooling runner, /v1/embeddings only.
     "embeddinggemma-300m": ({"embeddings"}, 2048),
+    # ShieldGemma: text safety classifiers (Gemma 2), /v1/moderations and the guard only.
+    "shieldgemma-2b": ({"moderation"}, 8192),
+    "shieldgemma-9b": ({"moderation"}, 8192),
+    "shieldgemma-27b": ({"moderation"}, 8192),
 }
 # Gemma 4: every size thinks and calls tools with the gemma4 parsers and has an MTP draft.
 _G4 = {"text", "vision", "tools", "reasoning"}
@@ -50,6 +54,7 @@ FIXTURES = {
     "tiny-random-gemma-3n": {"text", "vision", "audio", "transcription"},
     "tiny-random-gemma-4": {"text", "vision", "audio", "video", "tools", "reasoning"},
     "tiny-random-embeddinggemma": {"embeddings"},
+    "tiny-random-shieldgemma": {"moderation"},
 }
 GPUS = {"nvidia-l4": 24, "nvidia-a100-80gb": 80, "nvidia-h100-80gb": 80}
 
@@ -164,7 +169,12 @@ def test_memory_needs_in_bf16_and_quantized(catalog: Catalog) -> None:
 def test_cpu_dev_profile(catalog: Catalog) -> None:
     profile = catalog.profile("cpu-dev")
     assert profile.target == CPU
-    assert profile.variants == ("gemma-3-270m", "tiny-random-gemma-4", "tiny-random-embeddinggemma")
+    assert profile.variants == (
+        "gemma-3-270m",
+        "tiny-random-gemma-4",
+        "tiny-random-embeddinggemma",
+        "tiny-random-shieldgemma",
+    )
     assert catalog.profile("cpu-gemma3-media").variants == (
         "tiny-random-gemma-3-vision",
         "tiny-random-gemma-3n",
@@ -405,6 +415,27 @@ def test_the_catalog_command_explains_an_invalid_catalog(tmp_path: Path) -> None
     assert result.exit_code == 2
     assert "invalid catalog" in result.output
     assert "gemma-4-31B-it does not fit nvidia-l4" in result.output
+
+
+def test_safety_classifiers_name_their_policy_and_serve_nothing_else(catalog: Catalog) -> None:
+    classifiers = [v for v in catalog.variants.values() if "moderation" in v.capabilities]
+    assert {v.id for v in classifiers} == {
+        "shieldgemma-2b",
+        "shieldgemma-9b",
+        "shieldgemma-27b",
+        "tiny-random-shieldgemma",
+    }
+    assert all(v.moderation_policy == "shieldgemma" for v in classifiers)
+    data = raw_catalog()
+    shield = data["variants"]["shieldgemma-2b"]
+    for broken, message in (
+        ({**shield, "capabilities": ["moderation", "text"]}, "serves 'moderation' only"),
+        ({**shield, "moderation_policy": None}, "go together"),
+        ({**data["variants"]["gemma-3-1b-it"], "moderation_policy": "shieldgemma"}, "together"),
+    ):
+        changed = {**data, "variants": {**data["variants"], "shieldgemma-2b": broken}}
+        with pytest.raises(ValueError, match=message):
+            Catalog.model_validate(changed)
 
 
 def test_embedding_variants_run_on_the_pooling_runner_and_serve_nothing_else(

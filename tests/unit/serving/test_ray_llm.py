@@ -174,6 +174,7 @@ def test_models_list_carries_capabilities_and_adapter_ids(catalog: Catalog) -> N
         "gemma-3-270m:tiny-lora",
         "tiny-random-gemma-4",
         "tiny-random-embeddinggemma",
+        "tiny-random-shieldgemma",
     ]
     cards = {card.id: card.metadata for card in listed.data}
     assert cards["gemma-3-270m"]["capabilities"] == ["text", "tools"]
@@ -187,6 +188,9 @@ def test_models_list_carries_capabilities_and_adapter_ids(catalog: Catalog) -> N
         "reasoning",
     ]
     assert cards["tiny-random-gemma-4"]["kind"] == "fixture"
+    assert cards["tiny-random-shieldgemma"]["capabilities"] == ["moderation"]
+    assert cards["tiny-random-shieldgemma"]["moderation_policy"] == "shieldgemma"
+    assert "moderation_policy" not in cards["gemma-3-270m"]
     adapter = cards["gemma-3-270m:tiny-lora"]
     assert adapter["base_model_id"] == "gemma-3-270m"
     assert adapter["model_id"] == "gemma-3-270m:tiny-lora"

@@ -1,0 +1,1 @@
+"""Content moderation with the family's safety classifiers: ``/v1/moderations`` and the guard."""
