@@ -294,3 +294,13 @@ def test_the_admin_api_sets_and_shows_a_guard(gateway: str) -> None:
         "prompt_thresholds": {},
         "answer_thresholds": {"sexual": 0.2},
     }
+
+
+def test_the_guard_screens_the_responses_api_too(gateway: str, stub: StubUpstream) -> None:
+    with _client(gateway, _key(gateway, guard={"mode": "prompts"})) as api:
+        fine = api.responses.create(model=TEXT_MODEL, input="hello", max_output_tokens=8)
+        assert fine.output_text == ANSWER
+        with pytest.raises(openai.BadRequestError) as refused:
+            api.responses.create(model=TEXT_MODEL, input=f"a {FLAG}", max_output_tokens=8)
+    assert refused.value.code == "content_policy_violation"
+    assert len(_sent(stub, "/v1/chat/completions")) == 1
