@@ -7,7 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-PYTEST_FLAGS ?=
+# Each phase lists its slowest tests, so a run shows where its minutes went.
+PYTEST_FLAGS ?= --durations=25
 
 .PHONY: install system-deps checkov models serve observe test unit integration lint format loadtest clean
 

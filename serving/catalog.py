@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -55,17 +55,7 @@ Capability = Literal[
 # embeddings: vLLM's pooling runner serves /v1/embeddings (and no generation at all).
 # moderation: a safety classifier (ShieldGemma) scored from its Yes/No token probabilities
 # (gateway.moderation); it serves /v1/moderations and the guard, never chat.
-CAPABILITIES: tuple[Capability, ...] = (
-    "text",
-    "vision",
-    "audio",
-    "video",
-    "tools",
-    "reasoning",
-    "transcription",
-    "embeddings",
-    "moderation",
-)
+CAPABILITIES: tuple[Capability, ...] = get_args(Capability)
 #: The policy families of the safety classifiers: ShieldGemma (text, on Gemma 2). The
 #: gateway holds their prompts and categories (gateway.moderation.policies).
 ModerationPolicy = Literal["shieldgemma"]

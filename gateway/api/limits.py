@@ -82,20 +82,25 @@ def _embedding_inputs(value: str | list[Any]) -> list[Any]:
 def checked_embedding_payload(body: EmbeddingRequest, limits: RequestLimits) -> dict[str, Any]:
     """An embeddings body to forward: at least one input, none empty, at most the cap."""
     inputs = _embedding_inputs(body.input)
-    if not inputs or any(len(item) == 0 for item in inputs):
+    _check_inputs(
+        len(inputs),
+        limits.max_embedding_inputs,
+        empty=not inputs or any(len(item) == 0 for item in inputs),
+        wanted="a non-empty string or token array, or a non-empty list of them",
+    )
+    return _known_fields(body, limits)
+
+
+def _check_inputs(count: int, cap: int, *, empty: bool, wanted: str) -> None:
+    """An ``input`` with something in each item, and at most ``cap`` items."""
+    if empty:
+        raise InvalidRequest(f"input must be {wanted}.", param="input", code="empty_input")
+    if count > cap:
         raise InvalidRequest(
-            "input must be a non-empty string or token array, or a non-empty list of them.",
-            param="input",
-            code="empty_input",
-        )
-    if len(inputs) > limits.max_embedding_inputs:
-        raise InvalidRequest(
-            f"The request has {len(inputs)} inputs; at most {limits.max_embedding_inputs} "
-            "are accepted.",
+            f"The request has {count} inputs; at most {cap} are accepted.",
             param="input",
             code="too_many_inputs",
         )
-    return _known_fields(body, limits)
 
 
 def checked_response_payload(body: ResponseRequest, limits: RequestLimits) -> dict[str, Any]:
@@ -133,17 +138,10 @@ def moderation_inputs(body: ModerationRequest, limits: RequestLimits) -> tuple[l
         parts = [p.text for p in body.input if isinstance(p, ModerationTextPart)]
         images = any(isinstance(p, ModerationImagePart) for p in body.input)
         texts = ["\n".join(parts)] if parts else []
-    if (not texts and not images) or any(not t.strip() for t in texts):
-        raise InvalidRequest(
-            "input must be a non-empty string, a list of them or a list of content parts.",
-            param="input",
-            code="empty_input",
-        )
-    if len(texts) > limits.max_moderation_inputs:
-        raise InvalidRequest(
-            f"The request has {len(texts)} inputs; at most {limits.max_moderation_inputs} "
-            "are accepted.",
-            param="input",
-            code="too_many_inputs",
-        )
+    _check_inputs(
+        len(texts),
+        limits.max_moderation_inputs,
+        empty=(not texts and not images) or any(not t.strip() for t in texts),
+        wanted="a non-empty string, a list of them or a list of content parts",
+    )
     return texts, images

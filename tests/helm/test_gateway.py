@@ -103,6 +103,16 @@ def test_fair_share_splits_the_slots_by_the_fewest_replicas_that_run() -> None:
     assert env["GATEWAY_FAIR_SHARE__BATCH_FRACTION"]["value"] == "0.5"
 
 
+def test_the_guard_s_classifier_and_steps_come_from_the_values() -> None:
+    env = chart.env_of(_gateway()[1])
+    assert env["GATEWAY_GUARD__MODEL"]["value"] == "auto"
+    guard = {"model": "shieldgemma-9b", "defaultThreshold": 0.3, "streamCheckChars": 64}
+    env = chart.env_of(_gateway({"gateway": {"guard": guard}})[1])
+    assert env["GATEWAY_GUARD__MODEL"]["value"] == "shieldgemma-9b"
+    assert env["GATEWAY_GUARD__DEFAULT_THRESHOLD"]["value"] == "0.3"
+    assert env["GATEWAY_GUARD__STREAM_CHECK_CHARS"]["value"] == "64"
+
+
 @pytest.mark.parametrize("values", [None, EVERYTHING_ON], ids=["default", "everything-on"])
 def test_the_gateway_reads_every_variable_the_chart_sets(
     values: dict | None, monkeypatch: pytest.MonkeyPatch

@@ -56,6 +56,12 @@ longest stream for open responses, inside terminationGracePeriodSeconds. */}}
 {{- /* The fewest replicas that run: each takes that part of an engine's slots. */}}
 - name: GATEWAY_FAIR_SHARE__GATEWAY_REPLICAS
   value: {{ ternary $gw.autoscaling.minReplicas $gw.replicaCount $gw.autoscaling.enabled | quote }}
+- name: GATEWAY_GUARD__MODEL
+  value: {{ $gw.guard.model | quote }}
+- name: GATEWAY_GUARD__DEFAULT_THRESHOLD
+  value: {{ $gw.guard.defaultThreshold | quote }}
+- name: GATEWAY_GUARD__STREAM_CHECK_CHARS
+  value: {{ $gw.guard.streamCheckChars | int64 | quote }}
 - name: GATEWAY_READY_CAPABILITIES
   value: {{ $gw.probes.readyCapabilities | toJson | quote }}
 {{ include "gemma-serving.gateway.batchEnv" . }}
