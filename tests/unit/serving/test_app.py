@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -292,11 +293,17 @@ def test_a_local_mtp_draft_resolves_under_the_models_home(catalog: Catalog) -> N
     assert "local:e2b-assistant" not in local_sources(catalog, "gke-l4")
 
 
+def test_cpu_engines_compute_on_every_core_of_the_host() -> None:
+    from serving.app import cpu_env
+
+    assert cpu_env()["OMP_NUM_THREADS"] == str(len(os.sched_getaffinity(0)))
+
+
 def test_cpu_engines_run_on_jemalloc_where_the_host_has_it(tmp_path: Path) -> None:
     from serving.app import CPU_ENV, cpu_env
 
     library = tmp_path / "libjemalloc.so.2"
-    assert cpu_env(library) == CPU_ENV
+    assert cpu_env(library, threads=3) == {**CPU_ENV, "OMP_NUM_THREADS": "3"}
     library.write_bytes(b"")
     env = cpu_env(library)
     assert env["LD_PRELOAD"] == str(library)
