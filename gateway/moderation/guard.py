@@ -24,13 +24,18 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import ContentPolicyViolation, GatewayError, GuardUnavailable
+from gateway.errors import (
+    ContentPolicyViolation,
+    GatewayError,
+    GuardUnavailable,
+    InvalidRequest,
+)
 from gateway.metrics import GatewayMetrics
 from gateway.moderation.classifier import Classifier
 from gateway.moderation.policies import HARMS, answer_check, prompt_check
 from gateway.moderation.scores import Thresholds, Verdict, verdicts
 from gateway.moderation.settings import GuardSettings
-from gateway.moderation.texts import answer_text, delta_text, prompt_text
+from gateway.moderation.texts import answer_text, delta_text, has_token_prompt, prompt_text
 from gateway.quotas.protocol import ApiKey
 from gateway.routing import Needs, route
 from gateway.upstream.client import Unavailable
@@ -106,8 +111,16 @@ class Guard:
         )
 
     async def check_prompt(self, key: ApiKey, payload: Mapping[str, Any]) -> None:
-        if key.guard.screens_prompts:
-            await self._judge(key, "prompt", prompt_text(payload))
+        if not key.guard.screens_prompts:
+            return
+        if has_token_prompt(payload):
+            raise InvalidRequest(
+                "This key's prompts are screened as text: send the prompt as text, not as "
+                "token ids.",
+                param="prompt",
+                code="unsupported_parameter",
+            )
+        await self._judge(key, "prompt", prompt_text(payload))
 
     async def check_answer(self, key: ApiKey, payload: Mapping[str, Any], body: Any) -> None:
         if key.guard.screens_answers:

@@ -2,8 +2,8 @@
 
 A chat request's prompt is the text of its messages (text parts of every role but the
 assistant's: what the client wrote), a completion's its prompt strings (token arrays
-are not screened as text); an answer is every choice's content and reasoning (chat) or
-text (completions).
+are refused for a guarded key, see ``gateway.moderation.guard``); an answer is every
+choice's content, reasoning and tool call arguments (chat) or text (completions).
 """
 
 from __future__ import annotations
@@ -41,11 +41,28 @@ def prompt_text(payload: Mapping[str, Any]) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def has_token_prompt(payload: Mapping[str, Any]) -> bool:
+    """Whether a completion's prompt is token ids (which no text check can read)."""
+    prompt = payload.get("prompt")
+    return isinstance(prompt, list) and any(not isinstance(p, str) for p in prompt)
+
+
+def _call_arguments(inner: Mapping[str, Any]) -> list[str]:
+    calls = inner.get("tool_calls")
+    functions = [c.get("function") for c in calls if isinstance(c, Mapping)] if calls else []
+    return [
+        str(f["arguments"])
+        for f in functions
+        if isinstance(f, Mapping) and isinstance(f.get("arguments"), str)
+    ]
+
+
 def _choice_text(choice: Mapping[str, Any], container: str) -> list[str]:
     inner = choice.get(container) if container else choice
     if not isinstance(inner, Mapping):
         return []
-    return [str(inner[f]) for f in _ANSWER_FIELDS if isinstance(inner.get(f), str)]
+    texts = [str(inner[f]) for f in _ANSWER_FIELDS if isinstance(inner.get(f), str)]
+    return texts + _call_arguments(inner)
 
 
 def answer_text(body: Any) -> str:

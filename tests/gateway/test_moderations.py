@@ -304,3 +304,13 @@ def test_the_guard_screens_the_responses_api_too(gateway: str, stub: StubUpstrea
             api.responses.create(model=TEXT_MODEL, input=f"a {FLAG}", max_output_tokens=8)
     assert refused.value.code == "content_policy_violation"
     assert len(_sent(stub, "/v1/chat/completions")) == 1
+
+
+def test_a_guarded_key_s_token_prompts_are_refused(gateway: str, stub: StubUpstream) -> None:
+    with (
+        _client(gateway, _key(gateway, guard={"mode": "prompts"})) as api,
+        pytest.raises(openai.BadRequestError) as refused,
+    ):
+        api.completions.create(model=TEXT_MODEL, prompt=[5, 6, 7], max_tokens=4)
+    assert refused.value.code == "unsupported_parameter"
+    assert _sent(stub, "/v1/completions") == []

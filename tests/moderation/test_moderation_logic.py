@@ -24,7 +24,7 @@ from gateway.moderation.scores import (
     scores,
     verdicts,
 )
-from gateway.moderation.texts import answer_text, delta_text, prompt_text
+from gateway.moderation.texts import answer_text, delta_text, has_token_prompt, prompt_text
 
 LABELS = Labels(yes=10, no=20)
 
@@ -122,6 +122,15 @@ def test_texts_of_prompts_answers_and_stream_events() -> None:
     assert delta_text(b'data: {"choices": [{"text": "y"}]}\n\n') == "y"
     assert delta_text(b"data: [DONE]\n\n") == ""
     assert delta_text(b": ping\n\n") == ""
+    call = {"function": {"name": "f", "arguments": '{"city": "Paris"}'}}
+    answer = {"choices": [{"message": {"content": None, "tool_calls": [call]}}]}
+    assert answer_text(answer) == '{"city": "Paris"}'
+    streamed = {"choices": [{"delta": {"tool_calls": [{"index": 0, **call}]}}]}
+    assert delta_text(b"data: " + json.dumps(streamed).encode() + b"\n\n") == '{"city": "Paris"}'
+    assert has_token_prompt({"prompt": [1, 2]})
+    assert has_token_prompt({"prompt": [[1, 2], "text"]})
+    assert not has_token_prompt({"prompt": ["a"]})
+    assert not has_token_prompt({"messages": []})
 
 
 def test_key_policies_round_trip_and_thresholds_parse() -> None:
