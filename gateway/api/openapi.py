@@ -4,7 +4,8 @@ FastAPI derives the document from the routes; ``install_openapi`` corrects what 
 know from them:
 
 - validation errors are 400 OpenAI errors (``gateway.http_errors``), never FastAPI's 422;
-  every operation may answer 400 to a request the HTTP server cannot parse;
+  every operation may answer 400 to a request the HTTP server cannot parse (plain text,
+  beside the JSON 400 a route documents);
 - the generation bodies admit extra fields only as ``RequestLimits.unknown_fields`` does:
   under ``reject`` they list ``extra_params`` and forbid any other field;
 - ``max_tokens``, ``max_completion_tokens`` and ``max_output_tokens`` (JSON bodies and the
@@ -58,7 +59,7 @@ def matching_behaviour(document: dict[str, Any], settings: GatewaySettings) -> d
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for _, operation in _operations(document):
         operation.get("responses", {}).pop("422", None)
-        operation.setdefault("responses", {}).setdefault("400", {"description": MALFORMED})
+        _malformed(operation.setdefault("responses", {}))
         for media in operation.get("requestBody", {}).get("content", {}).values():
             _limit_tokens(media.get("schema", {}).get("properties", {}), settings.limits)
     for name in _VALIDATION_SCHEMAS:
@@ -68,6 +69,14 @@ def matching_behaviour(document: dict[str, Any], settings: GatewaySettings) -> d
             _limit_body(schemas[name], settings.limits, _input_items(name, settings.limits))
     _security(document, quotas=settings.quota.enabled)
     return document
+
+
+def _malformed(responses: dict[str, Any]) -> None:
+    """A 400 as the HTTP server writes it (plain text) beside any 400 the route documents."""
+    refused = responses.setdefault("400", {"description": MALFORMED})
+    if "content" in refused:
+        refused["content"].setdefault("text/plain", {"schema": {"type": "string"}})
+        refused["description"] = f"{refused.get('description', '')} {MALFORMED}".strip()
 
 
 def _operations(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:

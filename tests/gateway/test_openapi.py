@@ -5,6 +5,7 @@ The fuzz (``test_openapi_fuzz``) checks the whole surface; these pin each rule i
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import httpx
@@ -111,3 +112,18 @@ def test_admin_limits_take_only_json_integers(value: Any) -> None:
     with pytest.raises(ValidationError):
         LimitsBody.model_validate({"max_concurrent": value})
     assert LimitsBody.model_validate({"max_concurrent": 0}).max_concurrent == 0
+
+
+def test_a_request_the_server_cannot_parse_gets_a_documented_plain_400(gateway_url: str) -> None:
+    """An empty Content-Length is refused by the HTTP server before any route, in plain
+    text; every operation's 400 allows that, JSON-documented ones included."""
+    host, port = gateway_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n")
+        head = sock.recv(65536).decode(errors="replace").lower()
+    assert head.startswith("http/1.1 400")
+    assert "content-type: text/plain" in head
+    for path, method, operation in operations(document()):
+        refused = operation["responses"]["400"]
+        if "content" in refused:
+            assert "text/plain" in refused["content"], (method, path)
