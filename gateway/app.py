@@ -151,10 +151,11 @@ async def _build_state(
         ),
     )
     media = MediaValidator(settings.media, fetch_client, metrics=metrics)
-    guard = Guard(Classifier(client), registry, settings.guard, metrics, settings.aliases)
+    classifier = Classifier(client)  # one cache of label ids for /v1/moderations and the guard
+    guard = Guard(classifier, registry, settings.guard, metrics, settings.aliases)
     proxy = Proxy(settings, client, registry, keys, dispatcher, media, metrics, guard, tracer)
     usage = backend.gate if backend is not None else None
-    return GatewayState(settings, metrics, registry, proxy, quota_healthy, usage)
+    return GatewayState(settings, metrics, registry, proxy, quota_healthy, classifier, usage)
 
 
 def create_app(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from gateway.metrics import GatewayMetrics
+from gateway.moderation.classifier import Classifier
 from gateway.proxy import Proxy
 from gateway.quotas.protocol import UsageReader
 from gateway.settings import GatewaySettings
@@ -21,6 +22,7 @@ class GatewayState:
     registry: ModelRegistry
     proxy: Proxy
     quota_healthy: Callable[[], Awaitable[bool]]
+    classifier: Classifier
     usage: UsageReader | None = None
 
 

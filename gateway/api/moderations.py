@@ -49,7 +49,7 @@ async def moderations(request: Request, body: ModerationRequest, state: State) -
         harms = HARMS.get(model.moderation_policy or "")
         if harms is None:
             raise UpstreamError(f"'{model.id}' names no known moderation policy.")
-        labels = await state.proxy.guard.classifier.label_ids(model.id)
+        labels = await state.classifier.label_ids(model.id)
         chosen.update(harms=harms, labels=labels)
         return engine_body(model.id, [prompt_check(t, h) for t in texts for h in harms], labels)
 
