@@ -52,12 +52,15 @@ $(CHECKOV_VENV)/.installed: $(STAMP)
 models: install
 	$(BIN)/gemma-serving models prepare --all
 
+# cpu-dev: the 270M and the Gemma 4 fixture (about 11 GB). PROFILE=cpu-full adds the
+# EmbeddingGemma and ShieldGemma fixtures (embeddings, moderations; about 16.5 GB).
+PROFILE ?= cpu-dev
 serve: install
-	$(BIN)/gemma-serving serve --profile cpu-dev
+	$(BIN)/gemma-serving serve --profile $(PROFILE)
 
 # `make serve` with a local Prometheus scraping the gateway and Ray (http://127.0.0.1:9090).
 observe: install
-	$(BIN)/gemma-serving serve --profile cpu-dev --observe
+	$(BIN)/gemma-serving serve --profile $(PROFILE) --observe
 
 lint: install
 	$(BIN)/ruff check .

@@ -33,7 +33,7 @@ def prepare_many(
 
 
 def ensure_cpu_dev_models(home: Path | None = None) -> list[PreparedModel]:
-    """Everything the ``cpu-dev`` profile serves: the 270M and the test fixtures."""
+    """Everything the CPU profiles serve: the 270M and the test fixtures."""
     return list(prepare_many(list(preparable()), home))
 
 

@@ -1,4 +1,4 @@
-"""The integration layer's one running stack: the ``cpu-dev`` profile, started once per session.
+"""The integration layer's one running stack: the ``cpu-full`` profile, started once per session.
 
 An engine takes minutes to start on a CPU, so every integration test shares these fixtures:
 ``serve_stack`` (Ray Serve LLM with the real Gemma 3 270M, the Gemma 4 fixture, which
@@ -20,9 +20,10 @@ from serving.runner import LocalServing, shutdown, start_serving, wait_ready
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.servers import free_port
 
-PROFILE = "cpu-dev"
+# cpu-dev (what `make serve` starts) and the EmbeddingGemma and ShieldGemma fixtures.
+PROFILE = "cpu-full"
 TEXT_MODEL = "gemma-3-270m"
-# cpu-dev's one media engine: the Gemma 4 fixture takes images, audio and video. The Gemma 3
+# The one media engine: the Gemma 4 fixture takes images, audio and video. The Gemma 3
 # vision and Gemma 3n fixtures run in their own profile (test_gemma3_media.py).
 MEDIA_MODEL = "tiny-random-gemma-4"
 VISION_MODEL = MEDIA_MODEL
@@ -41,7 +42,7 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
 
 @pytest.fixture(scope="session")
 def serve_stack(otlp_receiver: OtlpReceiver) -> Iterator[LocalServing]:
-    """The cpu-dev Serve application on a loopback port, ready to answer, traced."""
+    """The cpu-full Serve application on a loopback port, ready to answer, traced."""
     from serving.models.prepare import ensure_cpu_dev_models
 
     ensure_cpu_dev_models()

@@ -1,6 +1,6 @@
 """The Batch API end to end on the real stack: files -> batches -> poll -> download.
 
-The gateway runs in this process in front of the session's cpu-dev Serve application,
+The gateway runs in this process in front of the session's cpu-full Serve application,
 with its default batch engine: Ray Data LLM's Serve deployment processor sending the
 lines to the running Gemma 3 270M deployment over the session's Ray cluster. The
 official ``openai`` client drives it; a second key is told 404 for the first key's

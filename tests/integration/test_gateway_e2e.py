@@ -1,4 +1,4 @@
-"""The gateway in front of the real cpu-dev stack, driven by the official openai client."""
+"""The gateway in front of the real cpu-full stack, driven by the official openai client."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``/v1/moderations`` and the guard on cpu-dev's ShieldGemma fixture, with the openai client.
+"""``/v1/moderations`` and the guard on the ShieldGemma fixture (cpu-full), with the openai client.
 
 The fixture has ShieldGemma's architecture and random weights, so its scores are noise; the
 tests check what the engine's scores become (a softmax over ``Yes`` and ``No`` read through

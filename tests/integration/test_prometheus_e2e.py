@@ -1,7 +1,7 @@
 """A real Prometheus scraping the real stack: every dashboard query and alert has data.
 
 Prometheus (Debian's package, as ``make observe`` runs it) scrapes a gateway in front of
-the session's cpu-dev Serve application and every Ray node's metrics port, with the
+the session's cpu-full Serve application and every Ray node's metrics port, with the
 chart's alert rules loaded as rendered for the chart's namespace. A short mixed load
 goes through the gateway with the ``openai`` client: an unknown model (404), a key over
 its requests per minute (429), then chats, streams (the 270M and the Gemma 4 fixture) and

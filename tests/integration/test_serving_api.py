@@ -1,4 +1,4 @@
-"""The cpu-dev Serve application through the official ``openai`` client.
+"""The cpu-full Serve application through the official ``openai`` client.
 
 These tests check the protocol each Gemma feature rides on (tool calls, structured
 outputs, images, audio, LoRA adapters, model metadata), not the wisdom of a 270M base

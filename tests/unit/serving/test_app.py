@@ -36,7 +36,8 @@ def configs(catalog: Catalog, profile: str) -> dict[str, dict[str, Any]]:
 
 
 def test_cpu_dev_builds_one_engine_per_variant(catalog: Catalog) -> None:
-    assert list(configs(catalog, "cpu-dev")) == [
+    assert list(configs(catalog, "cpu-dev")) == ["gemma-3-270m", "tiny-random-gemma-4"]
+    assert list(configs(catalog, "cpu-full")) == [
         "gemma-3-270m",
         "tiny-random-gemma-4",
         "tiny-random-embeddinggemma",

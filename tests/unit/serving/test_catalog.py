@@ -169,9 +169,10 @@ def test_memory_needs_in_bf16_and_quantized(catalog: Catalog) -> None:
 def test_cpu_dev_profile(catalog: Catalog) -> None:
     profile = catalog.profile("cpu-dev")
     assert profile.target == CPU
-    assert profile.variants == (
-        "gemma-3-270m",
-        "tiny-random-gemma-4",
+    assert profile.variants == ("gemma-3-270m", "tiny-random-gemma-4")
+    # The integration tests' stack: cpu-dev and the specialists (embeddings, moderations).
+    assert catalog.profile("cpu-full").variants == (
+        *profile.variants,
         "tiny-random-embeddinggemma",
         "tiny-random-shieldgemma",
     )

@@ -167,7 +167,7 @@ def test_models_list_says_which_engines_answer(catalog: Catalog) -> None:
 
 
 def test_models_list_carries_capabilities_and_adapter_ids(catalog: Catalog) -> None:
-    listed = asyncio.run(ingress(catalog, "cpu-dev").models())
+    listed = asyncio.run(ingress(catalog, "cpu-full").models())
     ids = [card.id for card in listed.data]
     assert ids == [
         "gemma-3-270m",
