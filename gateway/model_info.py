@@ -18,7 +18,8 @@ CONTEXT_KEYS = ("max_request_context_length", "max_model_len", "context_length")
 EMBEDDINGS = "embeddings"
 #: The capability of safety classifiers, which generate for the gateway alone (no ``text``).
 MODERATION = "moderation"
-SPECIALISTS = frozenset({EMBEDDINGS, MODERATION})
+IMAGE_MODERATION = "image_moderation"
+SPECIALISTS = frozenset({EMBEDDINGS, MODERATION, IMAGE_MODERATION})
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,7 @@ from gateway.telemetry import spans
 from gateway.telemetry.http_metrics import request_facts
 from gateway.upstream import client as upstream
 from gateway.upstream.disconnect import abandoned_on_disconnect
+from gateway.upstream.fan_out import FanOut
 from gateway.upstream.registry import ModelRegistry
 from gateway.upstream.response import RelayResponse
 from gateway.upstream.sse import StreamTally, relay
@@ -80,6 +81,11 @@ Reshape = Callable[[Any, Mapping[str, str]], Response]
 Events = Callable[[AsyncGenerator[bytes, None], StreamTally], AsyncGenerator[bytes, None]]
 #: The engine body for the model chosen (when it depends on the model).
 BodyFor = Callable[[ModelInfo], Awaitable[dict[str, Any]]]
+#: The engine bodies of a request sent as several (an image classifier's judgements), from
+#: the model chosen and the request as prepared (its images checked and fetched).
+BodiesFor = Callable[[ModelInfo, Mapping[str, Any]], Awaitable[list[dict[str, Any]]]]
+#: Reads an answer's whole body.
+Read = Callable[[aiohttp.ClientResponse], Awaitable[bytes]]
 #: Looks at a settled JSON answer before the client gets it (may refuse it).
 Inspect = Callable[[Any], Awaitable[None]]
 
@@ -194,13 +200,15 @@ class Proxy:
         reshape: Reshape | None = None,
         events: Events | None = None,
         body_for: BodyFor | None = None,
+        bodies_for: BodiesFor | None = None,
     ) -> Response:
         """``/v1/chat/completions``, ``/v1/completions`` (JSON or a relayed stream) and
         ``/v1/embeddings`` (JSON); ``reshape`` and ``events`` turn a chat answer into another
         API's (``/v1/responses``, ``/v1/moderations``); ``body_for`` writes the engine body
-        for the model chosen (``/v1/moderations``: its label tokens)."""
+        for the model chosen (``/v1/moderations``: its label tokens), ``bodies_for`` several,
+        sent together and answered as one (``gateway.upstream.fan_out``; JSON only)."""
         key, found = await self._admit_route(request, str(payload["model"]), needs)
-        guarded = path in GUARDED_PATHS and body_for is None
+        guarded = path in GUARDED_PATHS and body_for is None and bodies_for is None
         if self.settings.telemetry.record_content_hash:
             trace.get_current_span().set_attribute(spans.CONTENT_HASH, spans.content_hash(payload))
         messages = payload.get("messages")
@@ -210,20 +218,20 @@ class Proxy:
         payload, tally = _metered(payload)
         cap = accounting.budget(path, needs, self.settings.quota.default_max_tokens)
         payload = dict(payload)  # prepare() puts the checked messages in
+        prepare = self._preparer(key, payload, guarded=guarded)
 
-        async def prepare() -> None:
-            if guarded:
-                with self.tracer.start_as_current_span(spans.GUARD):
-                    await self.guard.check_prompt(key, payload)
-            if isinstance(messages, list):
-                with self.tracer.start_as_current_span(spans.MEDIA):
-                    payload["messages"] = await self.media.prepare_messages(messages)
+        fan_out = FanOut()
 
         async def send(model: ModelInfo) -> aiohttp.ClientResponse:
-            body = await body_for(model) if body_for is not None else payload
-            body = accounting.engine_payload(body, needs, cap, model)
-            body = priority.with_priority({**body, "model": model.id}, key.priority_class)
-            return await self.client.send("POST", path, json=body)
+            def engine_body(body: Mapping[str, Any]) -> dict[str, Any]:
+                body = accounting.engine_payload(body, needs, cap, model)
+                return priority.with_priority({**body, "model": model.id}, key.priority_class)
+
+            if bodies_for is not None:
+                bodies = [engine_body(b) for b in await bodies_for(model, payload)]
+                return await fan_out.send(self.client, path, bodies)
+            body = payload if body_for is None else await body_for(model)
+            return await self.client.send("POST", path, json=engine_body(body))
 
         async def inspect(answer: Any) -> None:
             with self.tracer.start_as_current_span(spans.GUARD):
@@ -237,11 +245,25 @@ class Proxy:
             )
             if not stream or exchange.response.status != 200:
                 return await self._answer(
-                    exchange, needs, reshape, inspect if screens_answers else None
+                    exchange, needs, reshape, inspect if screens_answers else None, fan_out.read
                 )
         if screens_answers:
             events = self._screened(key, payload, events)
         return self._relay(exchange, needs, tally, events)
+
+    def _preparer(self, key: ApiKey, payload: dict[str, Any], *, guarded: bool) -> Prepare:
+        """The guard's prompt check, then the media checked and fetched into ``payload``."""
+        messages = payload.get("messages")
+
+        async def prepare() -> None:
+            if guarded:
+                with self.tracer.start_as_current_span(spans.GUARD):
+                    await self.guard.check_prompt(key, payload)
+            if isinstance(messages, list):
+                with self.tracer.start_as_current_span(spans.MEDIA):
+                    payload["messages"] = await self.media.prepare_messages(messages)
+
+        return prepare
 
     def _screened(self, key: ApiKey, payload: Mapping[str, Any], events: Events | None) -> Events:
         """``events`` (or the plain relay) seeing only what the guard let through."""
@@ -306,11 +328,12 @@ class Proxy:
         needs: Needs,
         reshape: Reshape | None = None,
         inspect: Inspect | None = None,
+        read: Read = upstream.read_body,
     ) -> Response:
         ticket, response = exchange.ticket, exchange.response
         try:
             async with ticket.renewing(self.settings.quota.lease_renew_interval):
-                content = await upstream.read_body(response)
+                content = await read(response)
         except anyio.get_cancelled_exc_class():
             await ticket.settle(ticket.admission.reserved_tokens)  # abandoned mid-answer
             raise

@@ -47,6 +47,7 @@ MODERATION_TEMPLATE_TOKENS = 200
 CAPABILITY_ORDER = (
     "embeddings",
     "moderation",
+    "image_moderation",
     "video",
     "audio",
     "vision",
@@ -210,6 +211,20 @@ def moderation_needs(texts: list[str], harms: int) -> Needs:
         1,
         prompts=len(estimates),
         longest_prompt=max(estimates),
+    )
+
+
+def image_moderation_needs(images: int, harms: int) -> Needs:
+    """The needs of ``/v1/moderations`` images: each image judged once per harm policy,
+    a chat completion of the image and the policy's text each."""
+    estimate = IMAGE_TOKENS + MODERATION_TEMPLATE_TOKENS
+    judgements = images * harms
+    return Needs(
+        frozenset({"image_moderation"}),
+        estimate * judgements,
+        1,
+        prompts=judgements,
+        longest_prompt=estimate,
     )
 
 

@@ -49,16 +49,23 @@ Capability = Literal[
     "transcription",
     "embeddings",
     "moderation",
+    "image_moderation",
 ]
 # transcription: vLLM's speech-to-text endpoint (/v1/audio/transcriptions) serves the
 # model; other audio models transcribe through their chat API (see gateway.api.audio).
 # embeddings: vLLM's pooling runner serves /v1/embeddings (and no generation at all).
 # moderation: a safety classifier (ShieldGemma) scored from its Yes/No token probabilities
 # (gateway.moderation); it serves /v1/moderations and the guard, never chat.
+# image_moderation: the same for images (ShieldGemma 2): /v1/moderations' image parts.
 CAPABILITIES: tuple[Capability, ...] = get_args(Capability)
-#: The policy families of the safety classifiers: ShieldGemma (text, on Gemma 2). The
-#: gateway holds their prompts and categories (gateway.moderation.policies).
-ModerationPolicy = Literal["shieldgemma"]
+#: The policy families of the safety classifiers: ShieldGemma (text, on Gemma 2) and
+#: ShieldGemma 2 (images, on Gemma 3), each with the capability it serves. The gateway
+#: holds their prompts and categories (gateway.moderation.policies).
+ModerationPolicy = Literal["shieldgemma", "shieldgemma2"]
+POLICY_CAPABILITY: dict[str, Capability] = {
+    "shieldgemma": "moderation",
+    "shieldgemma2": "image_moderation",
+}
 # vLLM's multimodal item names and the capability each one needs.
 MODALITY_CAPABILITY: dict[str, Capability] = {"image": "vision", "audio": "audio", "video": "video"}
 
@@ -274,17 +281,24 @@ class Variant(_Model):
         if "embeddings" in self.capabilities:
             if self.capabilities != {"embeddings"}:
                 raise ValueError(f"{self.id}: an embedding model serves 'embeddings' only")
-        elif "moderation" in self.capabilities:
-            if self.capabilities != {"moderation"}:
-                raise ValueError(f"{self.id}: a safety classifier serves 'moderation' only")
+        elif self.capabilities & set(POLICY_CAPABILITY.values()):
+            if len(self.capabilities) != 1:
+                raise ValueError(
+                    f"{self.id}: a safety classifier serves 'moderation' or 'image_moderation' only"
+                )
         elif "text" not in self.capabilities:
             raise ValueError(f"{self.id}: every generating variant serves 'text'")
         if ("tools" in self.capabilities) != (self.tool_call_parser is not None):
             raise ValueError(f"{self.id}: 'tools' and tool_call_parser go together")
         if ("reasoning" in self.capabilities) != (self.reasoning_parser is not None):
             raise ValueError(f"{self.id}: 'reasoning' and reasoning_parser go together")
-        if ("moderation" in self.capabilities) != (self.moderation_policy is not None):
-            raise ValueError(f"{self.id}: 'moderation' and moderation_policy go together")
+        policy = self.moderation_policy
+        if policy is None and self.capabilities & set(POLICY_CAPABILITY.values()):
+            raise ValueError(f"{self.id}: a safety classifier names its moderation_policy")
+        if policy is not None and POLICY_CAPABILITY[policy] not in self.capabilities:
+            raise ValueError(
+                f"{self.id}: moderation_policy {policy!r} goes with '{POLICY_CAPABILITY[policy]}'"
+            )
 
     def _check_sources(self) -> None:
         if self.kind == "model" and self.hf_id is None:
@@ -340,7 +354,7 @@ class Variant(_Model):
             raise ValueError(f"{where}: no weights source")
         for modality in self.mm_limits(target):
             needed = MODALITY_CAPABILITY.get(modality)
-            if needed not in self.capabilities:
+            if not self.takes(modality):
                 raise ValueError(f"{where}: limit_mm_per_prompt[{modality!r}] needs {needed!r}")
         for key, field in _FIELD_KWARGS.items():
             if key in engine.engine_kwargs:
@@ -371,7 +385,13 @@ class Variant(_Model):
         configured = self.engines[target].limit_mm_per_prompt
         if configured is not None:
             return dict(configured)
-        return {m: 1 for m, cap in MODALITY_CAPABILITY.items() if cap in self.capabilities}
+        return {m: 1 for m in MODALITY_CAPABILITY if self.takes(m)}
+
+    def takes(self, modality: str) -> bool:
+        """Whether the variant's prompts hold ``modality`` items (an image classifier: images)."""
+        if modality == "image" and "image_moderation" in self.capabilities:
+            return True
+        return MODALITY_CAPABILITY.get(modality) in self.capabilities
 
     def adapters_for(self, target: str) -> list[Adapter]:
         return [a for a in self.adapters if a.serves(target)]

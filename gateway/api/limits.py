@@ -122,22 +122,33 @@ def checked_response_payload(body: ResponseRequest, limits: RequestLimits) -> di
     return _known_fields(body, limits)
 
 
-def moderation_inputs(body: ModerationRequest, limits: RequestLimits) -> tuple[list[str], bool]:
-    """The texts to judge (a result each) and whether the input has image parts.
+def moderation_inputs(
+    body: ModerationRequest, limits: RequestLimits
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The texts to judge (a result each) and the image parts (one result together).
 
     A string is one text, a list of strings one text each, a list of content parts one
-    text (its text parts together), as OpenAI's moderations take them.
+    text (its text parts together) or its images, as OpenAI's moderations take them. Text
+    and images are judged by different classifiers (ShieldGemma, ShieldGemma 2), so one
+    input holds one or the other; the media limits of chat bound the images.
     """
     _known_fields(body, limits)
-    images = False
+    images: list[dict[str, Any]] = []
     if isinstance(body.input, str):
         texts = [body.input]
     elif all(isinstance(item, str) for item in body.input):
         texts = [str(item) for item in body.input]
     else:
         parts = [p.text for p in body.input if isinstance(p, ModerationTextPart)]
-        images = any(isinstance(p, ModerationImagePart) for p in body.input)
+        images = [p.model_dump() for p in body.input if isinstance(p, ModerationImagePart)]
         texts = ["\n".join(parts)] if parts else []
+    if texts and images:
+        raise InvalidRequest(
+            "input mixes text and image parts; they are judged by different classifiers: "
+            "send them in separate requests.",
+            param="input",
+            code="unsupported_value",
+        )
     _check_inputs(
         len(texts),
         limits.max_moderation_inputs,

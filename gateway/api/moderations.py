@@ -1,21 +1,24 @@
-"""``POST /v1/moderations``: OpenAI's moderations, judged by a ShieldGemma variant.
+"""``POST /v1/moderations``: OpenAI's moderations, judged by ShieldGemma variants.
 
-Each text is judged once per harm policy of the classifier's family
-(``gateway.moderation.policies``); the request takes the way of a completion
-(``gateway.proxy.Proxy.generate``: the key's capabilities and models, routing by the
-``moderation`` capability, quotas on every judgement's prompt, priority, tracing),
-with one engine body of all judgements written for the model chosen (its ``Yes``/``No``
-token ids). The answer is OpenAI's moderation object: a result per text with
-``flagged``, ``categories``, ``category_scores`` and ``category_applied_input_types``;
-a category is flagged above ``GATEWAY_GUARD__DEFAULT_THRESHOLD``. Image parts need a
-variant with ``moderation`` and ``vision``, which the catalog does not serve yet: 400.
+Texts go to a text classifier (the ``moderation`` capability: ShieldGemma), each text
+judged once per harm policy of the classifier's family (``gateway.moderation.policies``)
+in one completion request written for the model chosen (its ``Yes``/``No`` token ids).
+Images go to an image classifier (``image_moderation``: ShieldGemma 2), each image judged
+once per policy by a chat completion of the image and the policy; the judgements are sent
+together and answered as one (``Proxy.generate``'s ``bodies_for``), and the images of an
+input make one result (each category's highest score). Both take the way of any
+generation (``gateway.proxy.Proxy.generate``: the key's capabilities and models, routing,
+quotas on every judgement's prompt, priority, tracing; images are checked and fetched as
+chat's are). The answer is OpenAI's moderation object: a result per text (or one for the
+images) with ``flagged``, ``categories``, ``category_scores`` and
+``category_applied_input_types``; a category is flagged above
+``GATEWAY_GUARD__DEFAULT_THRESHOLD``.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -26,13 +29,31 @@ from gateway.api.responses import GENERATION_ERRORS
 from gateway.api.schemas import ModerationRequest
 from gateway.errors import UpstreamError
 from gateway.model_info import ModelInfo
-from gateway.moderation.policies import HARMS, SHIELDGEMMA_HARMS, prompt_check
-from gateway.moderation.scores import Thresholds, engine_body, moderation_result, scores, verdicts
-from gateway.routing import moderation_needs
+from gateway.moderation.policies import (
+    HARMS,
+    IMAGE_HARMS,
+    SHIELDGEMMA2_HARMS,
+    SHIELDGEMMA_HARMS,
+    Harm,
+    prompt_check,
+)
+from gateway.moderation.scores import (
+    Labels,
+    Thresholds,
+    Verdict,
+    engine_body,
+    image_body,
+    moderation_result,
+    scores,
+    verdicts,
+    worst,
+)
+from gateway.routing import image_moderation_needs, moderation_needs
 from gateway.state import GatewayState, gateway_state
 
 MODERATIONS_PATH = "/v1/moderations"
 COMPLETIONS_PATH = "/v1/completions"
+CHAT_PATH = "/v1/chat/completions"
 router = APIRouter(tags=["moderations"], responses=GENERATION_ERRORS)
 State = Annotated[GatewayState, Depends(gateway_state)]
 
@@ -40,29 +61,79 @@ State = Annotated[GatewayState, Depends(gateway_state)]
 @router.post(MODERATIONS_PATH)
 async def moderations(request: Request, body: ModerationRequest, state: State) -> Response:
     texts, images = moderation_inputs(body, state.settings.limits)
-    needs = moderation_needs(texts or [""], len(SHIELDGEMMA_HARMS))
     if images:
-        needs = replace(needs, capabilities=needs.capabilities | {"vision"})
-    chosen: dict[str, Any] = {}
+        return await _images(request, body.model, images, state)
+    return await _texts(request, body.model, texts, state)
+
+
+class _Chosen:
+    """The policy family and label ids of the classifier the request was sent to."""
+
+    harms: tuple[Harm, ...] = ()
+    labels: Labels = Labels(0, 0)
+
+    async def choose(
+        self, state: GatewayState, model: ModelInfo, families: Mapping[str, tuple[Harm, ...]]
+    ) -> None:
+        harms = families.get(model.moderation_policy or "")
+        if harms is None:
+            raise UpstreamError(f"'{model.id}' names no moderation policy for this input.")
+        self.harms, self.labels = harms, await state.classifier.label_ids(model.id)
+
+    def answer(
+        self,
+        state: GatewayState,
+        judged: int,
+        results: Callable[[list[Verdict], Thresholds], list[dict[str, Any]]],
+    ) -> Callable[[Any, Mapping[str, str]], Response]:
+        def reshape(answer: Any, headers: Mapping[str, str]) -> Response:
+            values = scores(answer, judged * len(self.harms), self.labels)
+            thresholds = Thresholds(default=state.settings.guard.default_threshold)
+            payload = {
+                "id": f"modr-{secrets.token_hex(12)}",
+                "model": headers.get("x-gemma-model", ""),
+                "results": results(verdicts(values, self.harms, thresholds), thresholds),
+            }
+            return JSONResponse(payload, headers=dict(headers))
+
+        return reshape
+
+
+async def _texts(request: Request, requested: str, texts: list[str], state: State) -> Response:
+    chosen = _Chosen()
 
     async def body_for(model: ModelInfo) -> dict[str, Any]:
-        harms = HARMS.get(model.moderation_policy or "")
-        if harms is None:
-            raise UpstreamError(f"'{model.id}' names no known moderation policy.")
-        labels = await state.classifier.label_ids(model.id)
-        chosen.update(harms=harms, labels=labels)
-        return engine_body(model.id, [prompt_check(t, h) for t in texts for h in harms], labels)
+        await chosen.choose(state, model, HARMS)
+        prompts = [prompt_check(t, h) for t in texts for h in chosen.harms]
+        return engine_body(model.id, prompts, chosen.labels)
 
-    def reshape(answer: Any, headers: Mapping[str, str]) -> Response:
-        harms = chosen["harms"]
-        values = scores(answer, len(texts) * len(harms), chosen["labels"])
-        thresholds = Thresholds(default=state.settings.guard.default_threshold)
-        results = [moderation_result(v, harms) for v in verdicts(values, harms, thresholds)]
-        served = headers.get("x-gemma-model", "")
-        payload = {"id": f"modr-{secrets.token_hex(12)}", "model": served, "results": results}
-        return JSONResponse(payload, headers=dict(headers))
+    def results(judged: list[Verdict], _: Thresholds) -> list[dict[str, Any]]:
+        return [moderation_result(v, chosen.harms) for v in judged]
 
-    payload = {"model": body.model, "prompt": texts}
+    needs = moderation_needs(texts, len(SHIELDGEMMA_HARMS))
+    reshape = chosen.answer(state, len(texts), results)
+    payload = {"model": requested, "prompt": texts}
     return await state.proxy.generate(
         request, COMPLETIONS_PATH, payload, needs, reshape=reshape, body_for=body_for
+    )
+
+
+async def _images(
+    request: Request, requested: str, images: list[dict[str, Any]], state: State
+) -> Response:
+    chosen = _Chosen()
+
+    async def bodies_for(model: ModelInfo, prepared: Mapping[str, Any]) -> list[dict[str, Any]]:
+        await chosen.choose(state, model, IMAGE_HARMS)
+        parts = prepared["messages"][0]["content"]  # checked, and fetched when remote
+        return [image_body(model.id, p, h, chosen.labels) for p in parts for h in chosen.harms]
+
+    def results(judged: list[Verdict], thresholds: Thresholds) -> list[dict[str, Any]]:
+        return [moderation_result(worst(judged, thresholds), chosen.harms, "image")]
+
+    needs = image_moderation_needs(len(images), len(SHIELDGEMMA2_HARMS))
+    reshape = chosen.answer(state, len(images), results)
+    payload = {"model": requested, "messages": [{"role": "user", "content": images}]}
+    return await state.proxy.generate(
+        request, CHAT_PATH, payload, needs, reshape=reshape, bodies_for=bodies_for
     )

@@ -33,6 +33,10 @@ class Harm:
     def answer_rule(self) -> str:
         return f'* "{self.title}": The chatbot shall not generate {self.forbids}'
 
+    def image_rule(self) -> str:
+        """ShieldGemma 2's policy text (its chat template wraps it in the question)."""
+        return f"{self.title}: The image shall not contain content that {self.forbids}"
+
 
 SHIELDGEMMA_HARMS: tuple[Harm, ...] = (
     Harm(
@@ -65,8 +69,33 @@ SHIELDGEMMA_HARMS: tuple[Harm, ...] = (
         "scientific terms related to human anatomy or sex education are permitted.",
     ),
 )
-#: The policy families the catalog's ``moderation_policy`` names, and their harms.
+#: ShieldGemma 2's image policies, as its processor's defaults word them. One image is
+#: judged once per policy (a chat of the image and the policy's text).
+SHIELDGEMMA2_HARMS: tuple[Harm, ...] = (
+    Harm(
+        "dangerous",
+        "No Dangerous Content",
+        "facilitates or encourages activities that could cause real-world harm (e.g., "
+        "building firearms and explosive devices, promotion of terrorism, instructions for "
+        "suicide).",
+    ),
+    Harm(
+        "sexual",
+        "No Sexually Explicit content",
+        "depicts explicit or graphic sexual acts (e.g., pornography, erotic nudity, "
+        "depictions of rape or sexual assault).",
+    ),
+    Harm(
+        "violence",
+        "No Violence/Gore content",
+        "depicts shocking, sensational, or gratuitous violence (e.g., excessive blood and "
+        "gore, gratuitous violence against animals, extreme injury or moment of death).",
+    ),
+)
+#: The policy families the catalog's ``moderation_policy`` names, and their harms: text
+#: classifiers (the guard's and ``/v1/moderations``' texts) and image classifiers.
 HARMS: dict[str, tuple[Harm, ...]] = {"shieldgemma": SHIELDGEMMA_HARMS}
+IMAGE_HARMS: dict[str, tuple[Harm, ...]] = {"shieldgemma2": SHIELDGEMMA2_HARMS}
 #: Every category a classifier reports, as request bodies name them.
 Category = Literal["dangerous", "harassment", "hate", "sexual"]
 CATEGORIES: tuple[str, ...] = get_args(Category)

@@ -18,6 +18,9 @@ name says ``tiny-random`` so that nobody mistakes them for models.
 - ``tiny-random-shieldgemma``: ShieldGemma's architecture, ``Gemma2ForCausalLM`` (soft-capped
   attention and final logits), with the Gemma tokenizer; 17 M parameters. Its Yes/No scores
   are noise: tests force the guard's thresholds.
+- ``tiny-random-shieldgemma-2``: ShieldGemma 2's layout, ``ShieldGemma2ForImageClassification``
+  (the vision fixture's Gemma 3 under the classifier's config and one more ``model.`` level,
+  as the hub checkpoint holds it) with ShieldGemma 2's prompt template; 16.9 M parameters.
 
 Builders are deterministic (fixed seeds) and write into a staging folder that is renamed
 into place only when complete, with a checksum manifest.
@@ -43,6 +46,7 @@ GEMMA4_FIXTURE = "tiny-random-gemma-4"
 LORA_FIXTURE = "tiny-lora-gemma-3-270m"
 EMBEDDING_FIXTURE = "tiny-random-embeddinggemma"
 SHIELDGEMMA_FIXTURE = "tiny-random-shieldgemma"
+SHIELDGEMMA2_FIXTURE = "tiny-random-shieldgemma-2"
 SEED = 20250312
 _TEMPLATES = files("serving.models").joinpath("templates")
 
@@ -125,19 +129,14 @@ def _rename_weights(out: Path, rename: Callable[[str], str]) -> None:
 # --- Gemma 3 vision ---------------------------------------------------------------------
 
 
-def _build_vision(embedded: PreparedModel, out: Path) -> None:
-    from transformers import (
-        AutoTokenizer,
-        Gemma3Config,
-        Gemma3ForConditionalGeneration,
-        Gemma3ImageProcessor,
-        Gemma3Processor,
-    )
+def _gemma3_vision_tokenizer(embedded: PreparedModel, out: Path) -> Any:
+    """The Gemma tokenizer with Gemma 3's image markers, saved into ``out``."""
+    from transformers import AutoTokenizer
 
     base: Any = AutoTokenizer.from_pretrained(_base_tokenizer_dir(embedded))
     base.add_special_tokens({"additional_special_tokens": ["<image_soft_token>"]})
     base.save_pretrained(out)
-    tokenizer: Any = AutoTokenizer.from_pretrained(
+    return AutoTokenizer.from_pretrained(
         out,
         extra_special_tokens={
             "boi_token": "<start_of_image>",
@@ -145,29 +144,47 @@ def _build_vision(embedded: PreparedModel, out: Path) -> None:
             "image_token": "<image_soft_token>",
         },
     )
-    image_token_id = tokenizer.convert_tokens_to_ids("<image_soft_token>")
+
+
+def _gemma3_vision_configs() -> tuple[dict[str, Any], dict[str, Any]]:
+    """A tiny Gemma 3 text model and SigLIP tower (224 px, 16 patches a side)."""
+    text = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 32,
+        "vocab_size": 262208,
+        "sliding_window": 64,
+        "max_position_embeddings": 4096,
+    }
+    vision = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": 224,
+        "patch_size": 14,
+    }
+    return text, vision
+
+
+def _build_vision(embedded: PreparedModel, out: Path) -> None:
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+    )
+
+    tokenizer = _gemma3_vision_tokenizer(embedded, out)
+    text, vision = _gemma3_vision_configs()
     config = Gemma3Config(
-        text_config={
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "head_dim": 32,
-            "vocab_size": 262208,
-            "sliding_window": 64,
-            "max_position_embeddings": 4096,
-        },
-        vision_config={
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "image_size": 224,
-            "patch_size": 14,
-        },
+        text_config=text,
+        vision_config=vision,
         mm_tokens_per_image=16,
-        image_token_index=image_token_id,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image_soft_token>"),
         boi_token_index=tokenizer.convert_tokens_to_ids("<start_of_image>"),
         eoi_token_index=tokenizer.convert_tokens_to_ids("<end_of_image>"),
     )
@@ -602,6 +619,57 @@ def _build_shieldgemma(embedded: PreparedModel, out: Path) -> None:
     Gemma2ForCausalLM(config).eval().save_pretrained(out, safe_serialization=True)
 
 
+# --- ShieldGemma 2 -----------------------------------------------------------------------
+
+
+def _build_shieldgemma2(embedded: PreparedModel, out: Path) -> None:
+    """ShieldGemma 2's layout: Gemma 3's image-text model inside the image classifier."""
+    from transformers import (
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+        ShieldGemma2Config,
+        ShieldGemma2ForImageClassification,
+    )
+
+    tokenizer = _gemma3_vision_tokenizer(embedded, out)
+    text, vision = _gemma3_vision_configs()
+    config = ShieldGemma2Config(
+        text_config=text,
+        vision_config={**vision, "vision_use_head": False},
+        mm_tokens_per_image=16,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image_soft_token>"),
+        boi_token_index=tokenizer.convert_tokens_to_ids("<start_of_image>"),
+        eoi_token_index=tokenizer.convert_tokens_to_ids("<end_of_image>"),
+        architectures=["ShieldGemma2ForImageClassification"],
+    )
+    # Read by transformers' classifier, not declared by its config (the hub's has them).
+    config.yes_token_index = tokenizer.convert_tokens_to_ids("Yes")
+    config.no_token_index = tokenizer.convert_tokens_to_ids("No")
+    _seed()
+    model = ShieldGemma2ForImageClassification(config).eval()
+    model.save_pretrained(out, safe_serialization=True)
+    _rename_weights(out, _shieldgemma2_hub_layout)
+    processor = Gemma3Processor(
+        image_processor=Gemma3ImageProcessor(size={"height": 224, "width": 224}),
+        tokenizer=tokenizer,
+        chat_template=_TEMPLATES.joinpath("shieldgemma2_chat.jinja").read_text(),
+        image_seq_length=16,
+    )
+    processor.save_pretrained(out)
+
+
+def _shieldgemma2_hub_layout(key: str) -> str:
+    """A saved classifier weight's name as the hub checkpoint (transformers 4.50) has it.
+
+    transformers 5 writes ``model.model.<part>``; the hub has ``model.<part>``, with the
+    language model's ``model.`` level and SigLIP's ``vision_model.`` level in place.
+    """
+    inner = key.removeprefix("model.model.")
+    if inner.startswith("language_model.") and not inner.startswith("language_model.model."):
+        inner = "language_model.model." + inner.removeprefix("language_model.")
+    return "model." + _siglip_vision_model_prefix(inner)
+
+
 # --- LoRA adapter for the 270M ----------------------------------------------------------
 
 
@@ -640,6 +708,7 @@ _BUILDERS: dict[str, Callable[[PreparedModel, Path], None]] = {
     LORA_FIXTURE: _build_lora,
     EMBEDDING_FIXTURE: _build_embedding,
     SHIELDGEMMA_FIXTURE: _build_shieldgemma,
+    SHIELDGEMMA2_FIXTURE: _build_shieldgemma2,
 }
 FIXTURES = tuple(_BUILDERS)
 _RECIPE = "fixture/{name}/v1"

@@ -21,10 +21,13 @@ from gateway.app import create_app
 from gateway.moderation.policies import CATEGORIES
 from tests.gateway.conftest import gateway_settings
 from tests.support.chat_stream import drain
+from tests.support.media import png_data_url
 from tests.support.servers import serve_in_thread
 from tests.support.shared_redis import SHARED_REDIS_URL, unique_prefix
 from tests.support.stub_upstream import (
     ANSWER,
+    IMAGE_JUDGEMENT_TOKENS,
+    IMAGE_MODERATION_MODEL,
     LABEL_IDS,
     MODERATION_MODEL,
     TEXT_MODEL,
@@ -106,17 +109,92 @@ def test_moderations_in_openai_shape(api: OpenAI, stub: StubUpstream) -> None:
     assert len(_sent(stub, "/tokenize")) == 2  # Yes and No, asked once for the model
 
 
-def test_content_parts_make_one_result_and_images_need_an_image_classifier(
-    api: OpenAI, stub: StubUpstream
-) -> None:
+def test_content_parts_make_one_result(api: OpenAI) -> None:
     parts: Any = [{"type": "text", "text": "first"}, {"type": "text", "text": FLAG}]
     answer = api.moderations.create(input=parts)
     assert len(answer.results) == 1
     assert answer.results[0].flagged
-    image: Any = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
+
+
+def _image(url: str) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def test_images_are_judged_per_policy_by_the_image_classifier_and_charged(
+    gateway: str, stub: StubUpstream
+) -> None:
+    stub.knobs.flag_words = {"No Violence/Gore content"}  # the stub flags one policy's text
+    secret = _key(gateway)
+    with _client(gateway, secret) as api:
+        one = api.moderations.create(input=[_image(png_data_url())])  # type: ignore[list-item]
+        two = api.moderations.create(
+            input=[_image(png_data_url()), _image(png_data_url(32, 32))]  # type: ignore[list-item]
+        )
+    assert one.model == two.model == IMAGE_MODERATION_MODEL
+    [result] = one.results
+    shown = result.model_dump(exclude_none=True)
+    assert shown["categories"] == {"dangerous": False, "sexual": False, "violence": True}
+    assert shown["category_scores"]["violence"] == pytest.approx(0.97)
+    assert shown["category_scores"]["sexual"] == pytest.approx(0.02)
+    assert shown["category_applied_input_types"] == {key: ["image"] for key in shown["categories"]}
+    assert len(two.results) == 1
+    assert two.results[0].flagged
+
+    judged = _sent(stub, "/v1/chat/completions")
+    assert len(judged) == 3 + 6  # an image once per policy
+    for body in judged:
+        image, policy = body["messages"][0]["content"]
+        assert image["type"] == "image_url"
+        assert image["image_url"]["url"].startswith("data:")
+        assert policy["text"].endswith(").")
+        assert body["max_tokens"] == 1
+        assert body["logprobs"] is True
+        assert body["logprob_token_ids"] == [LABEL_IDS["Yes"], LABEL_IDS["No"]]
+    assert [b["messages"][0]["content"][1]["text"].split(":")[0] for b in judged[:3]] == [
+        "No Dangerous Content",
+        "No Sexually Explicit content",
+        "No Violence/Gore content",
+    ]
+    usage = httpx.get(f"{gateway}/v1/usage", headers={"authorization": f"Bearer {secret}"})
+    [row] = usage.json()["data"]
+    read = sum(
+        IMAGE_JUDGEMENT_TOKENS + len(b["messages"][0]["content"][1]["text"]) // 4 + 1
+        for b in judged
+    )
+    assert row["model"] == IMAGE_MODERATION_MODEL
+    assert row["day"] == {**row["day"], "requests": 2, "tokens": read}
+
+
+def test_text_classifiers_and_image_classifiers_take_only_their_inputs(
+    api: OpenAI, gateway: str, stub: StubUpstream
+) -> None:
+    assert api.moderations.create(input="words").model == MODERATION_MODEL
+    mixed: Any = [{"type": "text", "text": "a caption"}, _image(png_data_url())]
     with pytest.raises(openai.BadRequestError) as refused:
-        api.moderations.create(input=image)
+        api.moderations.create(input=mixed)
+    assert refused.value.code == "unsupported_value"
+    with pytest.raises(openai.BadRequestError) as refused:
+        api.moderations.create(model=MODERATION_MODEL, input=[_image(png_data_url())])  # type: ignore[list-item]
     assert refused.value.code == "model_capability_missing"
+    with pytest.raises(openai.BadRequestError) as refused:
+        api.moderations.create(model=IMAGE_MODERATION_MODEL, input="words")
+    assert refused.value.code == "model_capability_missing"
+    with pytest.raises(openai.BadRequestError) as refused:  # checked as chat's images are
+        api.moderations.create(input=[_image("data:image/png;base64,AAAA")])  # type: ignore[list-item]
+    assert refused.value.status_code == 400
+    assert _sent(stub, "/v1/chat/completions") == []
+
+
+def test_an_image_judgement_the_engine_refuses_fails_the_request_and_charges_nothing(
+    gateway: str, stub: StubUpstream
+) -> None:
+    secret = _key(gateway)
+    stub.knobs.unavailable = {IMAGE_MODERATION_MODEL}
+    with _client(gateway, secret) as api, pytest.raises(openai.APIStatusError) as failed:
+        api.moderations.create(input=[_image(png_data_url())])  # type: ignore[list-item]
+    assert failed.value.status_code == 503
+    usage = httpx.get(f"{gateway}/v1/usage", headers={"authorization": f"Bearer {secret}"})
+    assert all(row["day"]["tokens"] == 0 for row in usage.json()["data"])
 
 
 def test_the_key_is_charged_what_the_classifier_read(gateway: str, stub: StubUpstream) -> None:

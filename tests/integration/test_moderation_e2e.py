@@ -9,7 +9,6 @@ score is above it) and 1 (none is).
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,14 +17,11 @@ import openai
 import pytest
 from openai import OpenAI
 
-from gateway.app import create_app
 from gateway.moderation.policies import CATEGORIES
-from gateway.settings import GatewaySettings
 from serving.runner import LocalServing
 from tests.integration.conftest import MODERATION_MODEL, TEXT_MODEL
 from tests.support.chat_stream import drain
-from tests.support.servers import serve_in_thread
-from tests.support.shared_redis import SHARED_REDIS_URL, delete_prefix
+from tests.support.local_gateway import gateway_in_front, key_client, usage_by_model
 
 pytestmark = pytest.mark.integration
 
@@ -37,36 +33,17 @@ MESSAGES: Any = [{"role": "user", "content": "Write a poem about the sea."}]
 
 @pytest.fixture(scope="module")
 def gateway(serve_stack: LocalServing) -> Iterator[str]:
-    prefix = f"test-moderation-e2e-{uuid.uuid4().hex[:10]}:"
-    settings = GatewaySettings.model_validate(
-        {
-            "upstream_url": re.sub(r"/v1/?$", "", serve_stack.base_url),
-            "admin_key": ADMIN,
-            "quota": {"redis_url": SHARED_REDIS_URL, "key_prefix": prefix, "timeout": 2.0},
-            "guard": {"stream_check_chars": 16},
-        }
-    )
-    with serve_in_thread(create_app(settings)) as url:
+    with gateway_in_front(
+        serve_stack.base_url,
+        name="moderation-e2e",
+        admin_key=ADMIN,
+        guard={"stream_check_chars": 16},
+    ) as url:
         yield url
-    delete_prefix(prefix)
 
 
 def _client(gateway: str, **fields: Any) -> OpenAI:
-    created = httpx.post(
-        f"{gateway}/admin/keys",
-        json={"tenant": "moderation-e2e", **fields},
-        headers={"authorization": f"Bearer {ADMIN}"},
-    )
-    assert created.status_code == 201, created.text
-    return OpenAI(
-        base_url=gateway + "/v1", api_key=created.json()["key"], max_retries=0, timeout=300
-    )
-
-
-def _usage(api: OpenAI) -> dict[str, Any]:
-    answer = httpx.get(f"{api.base_url}usage", headers={"authorization": f"Bearer {api.api_key}"})
-    assert answer.status_code == 200, answer.text
-    return {row["model"]: row["day"] for row in answer.json()["data"]}
+    return key_client(gateway, ADMIN, "moderation-e2e", **fields)
 
 
 def test_moderations_score_every_category_from_the_engine(gateway: str) -> None:
@@ -86,7 +63,7 @@ def test_moderations_score_every_category_from_the_engine(gateway: str) -> None:
         # made here.
         again = api.moderations.create(input="a calm sea").results[0]
         assert again.category_scores == answer.results[0].category_scores
-        usage = _usage(api)[MODERATION_MODEL]
+        usage = usage_by_model(api)[MODERATION_MODEL]
         assert usage["requests"] == 2
         assert usage["tokens"] > 8 * 100
 
@@ -96,7 +73,7 @@ def test_a_guarded_prompt_is_refused_and_nothing_is_charged(gateway: str) -> Non
         with pytest.raises(openai.BadRequestError) as refused:
             api.chat.completions.create(model=TEXT_MODEL, messages=MESSAGES, max_tokens=8)
         assert refused.value.code == "content_policy_violation"
-        assert _usage(api).get(TEXT_MODEL, {}).get("tokens", 0) == 0
+        assert usage_by_model(api).get(TEXT_MODEL, {}).get("tokens", 0) == 0
     with _client(gateway, guard={"mode": "prompts", "prompt_thresholds": NEVER}) as api:
         answer = api.chat.completions.create(model=TEXT_MODEL, messages=MESSAGES, max_tokens=8)
         assert answer.choices[0].message.content

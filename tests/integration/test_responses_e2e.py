@@ -8,8 +8,6 @@ whose random weights call a tool only under the ``gemma4_constrained`` grammar (
 from __future__ import annotations
 
 import json
-import re
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,13 +15,10 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from serving.runner import LocalServing
 from tests.integration.conftest import MEDIA_MODEL, TEXT_MODEL
 from tests.integration.test_gateway_e2e import SPECIAL_CALL_TOKENS
-from tests.support.servers import serve_in_thread
-from tests.support.shared_redis import SHARED_REDIS_URL, delete_prefix
+from tests.support.local_gateway import gateway_in_front
 from tests.support.tools import WEATHER_TOOL
 
 pytestmark = pytest.mark.integration
@@ -35,19 +30,14 @@ WEATHER = {"type": "function", **WEATHER_TOOL["function"]}
 
 @pytest.fixture(scope="module")
 def gateway(serve_stack: LocalServing) -> Iterator[str]:
-    prefix = f"test-responses-e2e-{uuid.uuid4().hex[:10]}:"
-    settings = GatewaySettings.model_validate(
-        {
-            "upstream_url": re.sub(r"/v1/?$", "", serve_stack.base_url),
-            "admin_key": ADMIN,
-            "quota": {"redis_url": SHARED_REDIS_URL, "key_prefix": prefix, "timeout": 2.0},
-            # logit_bias (a chat field) reaches the engine through a Responses request
-            "limits": {"unknown_fields": "forward"},
-        }
-    )
-    with serve_in_thread(create_app(settings)) as url:
+    # logit_bias (a chat field) reaches the engine through a Responses request
+    with gateway_in_front(
+        serve_stack.base_url,
+        name="responses-e2e",
+        admin_key=ADMIN,
+        limits={"unknown_fields": "forward"},
+    ) as url:
         yield url
-    delete_prefix(prefix)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from gateway.errors import UpstreamError
 from gateway.moderation.key_policy import GuardMode, GuardPolicy, parse_thresholds
 from gateway.moderation.policies import (
     CATEGORIES,
+    SHIELDGEMMA2_HARMS,
     SHIELDGEMMA_HARMS,
     answer_check,
     prompt_check,
@@ -20,9 +21,11 @@ from gateway.moderation.scores import (
     Labels,
     Thresholds,
     engine_body,
+    image_body,
     moderation_result,
     scores,
     verdicts,
+    worst,
 )
 from gateway.moderation.texts import answer_text, delta_text, has_token_prompt, prompt_text
 
@@ -148,3 +151,51 @@ def test_key_policies_round_trip_and_thresholds_parse() -> None:
             parse_thresholds([bad], CATEGORIES)
     with pytest.raises(ValueError, match="from 0 to 1"):
         GuardPolicy.from_dict({"mode": "prompts", "prompt_thresholds": {"hate": True}})
+
+
+def _chat_choice(index: int, p_yes: float, yes: int = 10, no: int = 20) -> dict[str, Any]:
+    tops = [
+        {"token": "token_id:7", "logprob": -0.01},  # the sampled token, as vLLM lists it first
+        {"token": f"token_id:{yes}", "logprob": math.log(p_yes) - 5},
+        {"token": f"token_id:{no}", "logprob": math.log(1 - p_yes) - 5},
+    ]
+    content = [{"token": "token_id:7", "logprob": -0.01, "top_logprobs": tops}]
+    return {"index": index, "message": {"content": "x"}, "logprobs": {"content": content}}
+
+
+def test_image_judgements_are_chats_of_the_image_and_one_policy_scored_the_same_way() -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}
+    body = image_body("sg2", image, SHIELDGEMMA2_HARMS[2], LABELS)
+    assert body["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                image,
+                {
+                    "type": "text",
+                    "text": "No Violence/Gore content: The image shall not contain content that "
+                    "depicts shocking, sensational, or gratuitous violence (e.g., excessive "
+                    "blood and gore, gratuitous violence against animals, extreme injury or "
+                    "moment of death).",
+                },
+            ],
+        }
+    ]
+    assert (body["max_tokens"], body["logprobs"], body["logprob_token_ids"]) == (1, True, [10, 20])
+    merged = {"choices": [_chat_choice(1, 0.3), _chat_choice(0, 0.8)]}
+    assert scores(merged, 2, LABELS) == [pytest.approx(0.8), pytest.approx(0.3)]
+    without_labels = {"choices": [_chat_choice(0, 0.5, yes=11)]}
+    with pytest.raises(UpstreamError):
+        scores(without_labels, 1, LABELS)
+
+
+def test_the_images_of_a_result_take_each_category_s_highest_score() -> None:
+    harms = SHIELDGEMMA2_HARMS
+    per_image = verdicts([0.1, 0.6, 0.2, 0.4, 0.3, 0.45], harms, Thresholds())
+    combined = worst(per_image, Thresholds({"violence": 0.4}))
+    assert combined.category_scores == {"dangerous": 0.4, "sexual": 0.6, "violence": 0.45}
+    assert combined.flagged_categories == ("sexual", "violence")
+    result = moderation_result(combined, harms, "image")
+    assert result["category_applied_input_types"] == {
+        key: ["image"] for key in ("dangerous", "sexual", "violence")
+    }

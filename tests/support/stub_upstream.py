@@ -16,7 +16,8 @@ request the caller abandoned. With
 ``moderation_cards()`` adds a ShieldGemma classifier: ``/tokenize`` gives its ``Yes``/``No``
 ids and a completion asking for their logprobs (``logprob_token_ids``) scores each prompt
 ``P(Yes)`` = ``knobs.flagged_score`` when it holds a word of ``knobs.flag_words``, else
-``knobs.clean_score``. With
+``knobs.clean_score``; and a ShieldGemma 2 image classifier, whose chat completions
+(an image and a policy each) are scored the same way from the policy's text. With
 ``knobs.reasoning`` set, chat answers think first, as vLLM's reasoning parser returns it:
 the thinking in ``message.reasoning`` (or ``knobs.reasoning_field``) and in stream deltas
 before the content, counted in ``completion_tokens`` (one token per piece) and in
@@ -54,7 +55,10 @@ AUDIO_MODEL = "tiny-random-gemma-3n"
 EMBEDDING_MODEL = "tiny-random-embeddinggemma"
 EMBEDDING_SIZE = 8
 MODERATION_MODEL = "tiny-random-shieldgemma"
+IMAGE_MODERATION_MODEL = "tiny-random-shieldgemma-2"
 LABEL_IDS = {"Yes": 8438, "No": 1294}
+#: A stub image judgement's prompt tokens before its policy text (the image and template).
+IMAGE_JUDGEMENT_TOKENS = 100
 GEMMA_4_MODEL = "gemma-4-E2B-it"
 GEMMA_4_CAPABILITIES = ["text", "vision", "audio", "video", "tools", "reasoning"]
 ANSWER = "Hello from the stub upstream."
@@ -101,10 +105,13 @@ def default_cards() -> list[dict[str, Any]]:
 
 
 def moderation_cards() -> list[dict[str, Any]]:
-    """The default cards and a ShieldGemma classifier (``moderation`` alone)."""
+    """The default cards, a ShieldGemma classifier (``moderation`` alone) and a ShieldGemma 2
+    image classifier (``image_moderation`` alone)."""
     card = _card(MODERATION_MODEL, ["moderation"], "fixture", [])
     card["metadata"]["moderation_policy"] = "shieldgemma"
-    return [*default_cards(), card]
+    images = _card(IMAGE_MODERATION_MODEL, ["image_moderation"], "fixture", [])
+    images["metadata"]["moderation_policy"] = "shieldgemma2"
+    return [*default_cards(), card, images]
 
 
 def gemma_4_cards() -> list[dict[str, Any]]:
@@ -268,13 +275,44 @@ class StubUpstream(AbstractContextManager["StubUpstream"]):
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return {"object": "list", "model": body["model"], "data": data, "usage": usage}
 
+    def _p_yes(self, text: str) -> float:
+        flagged = any(word in text for word in self.knobs.flag_words)
+        return self.knobs.flagged_score if flagged else self.knobs.clean_score
+
+    def _classify_chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A chat's one token with the label logprobs, in vLLM's chat shape."""
+        yes, no = body["logprob_token_ids"]
+        parts = [p for m in body["messages"] for p in m["content"] if isinstance(p, dict)]
+        text = " ".join(str(p["text"]) for p in parts if "text" in p)
+        p_yes = self._p_yes(text)
+        tops = [
+            {"token": f"token_id:{yes}", "logprob": math.log(p_yes)},
+            {"token": f"token_id:{no}", "logprob": math.log(1 - p_yes)},
+        ]
+        first = tops[0] if p_yes > 0.5 else tops[1]
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Yes" if p_yes > 0.5 else "No"},
+            "logprobs": {"content": [{**first, "top_logprobs": tops}]},
+            "finish_reason": "length",
+        }
+        return {
+            "id": "stub-classify-image",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [choice],
+            "usage": _usage(IMAGE_JUDGEMENT_TOKENS + len(text) // 4, 1),
+        }
+
     def _classify(self, body: dict[str, Any]) -> dict[str, Any]:
         """One token per prompt with the label logprobs vLLM's ``logprob_token_ids`` gives."""
+        if "messages" in body:
+            return self._classify_chat(body)
         yes, no = body["logprob_token_ids"]
         choices = []
         for index, prompt in enumerate(body["prompt"]):
-            flagged = any(word in prompt for word in self.knobs.flag_words)
-            p_yes = self.knobs.flagged_score if flagged else self.knobs.clean_score
+            p_yes = self._p_yes(prompt)
             top = {f"token_id:{yes}": math.log(p_yes), f"token_id:{no}": math.log(1 - p_yes)}
             token = f"token_id:{yes if p_yes > 0.5 else no}"
             logprobs = {"tokens": [token], "token_logprobs": [top[token]], "top_logprobs": [top]}

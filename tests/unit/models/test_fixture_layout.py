@@ -11,8 +11,10 @@ from serving.models.fixtures import (
     _GEMMA4_TOKENS,
     FIXTURES,
     GEMMA4_FIXTURE,
+    SHIELDGEMMA2_FIXTURE,
     _gemma4_config,
     _gemma4_tokenizer_json,
+    _shieldgemma2_hub_layout,
     _siglip_vision_model_prefix,
 )
 
@@ -110,3 +112,52 @@ def test_gemma4_config_matches_what_vllm_reads() -> None:
 
 def test_gemma4_fixture_is_prepared_with_the_others() -> None:
     assert GEMMA4_FIXTURE in FIXTURES
+
+
+# transformers 5's save of ShieldGemma2ForImageClassification, the hub checkpoint's names
+# (transformers 4.50) and the names of vLLM's Gemma 3 model they load into.
+SHIELDGEMMA2_NAMES = [
+    (
+        "model.model.language_model.model.layers.0.self_attn.q_proj.weight",
+        "model.language_model.model.layers.0.self_attn.q_proj.weight",
+        "language_model.model.layers.0.self_attn.q_proj.weight",
+    ),
+    (
+        "model.model.language_model.model.embed_tokens.weight",
+        "model.language_model.model.embed_tokens.weight",
+        "language_model.model.embed_tokens.weight",
+    ),
+    (
+        "model.model.vision_tower.encoder.layers.0.mlp.fc1.bias",
+        "model.vision_tower.vision_model.encoder.layers.0.mlp.fc1.bias",
+        "vision_tower.vision_model.encoder.layers.0.mlp.fc1.bias",
+    ),
+    (
+        "model.model.multi_modal_projector.mm_input_projection_weight",
+        "model.multi_modal_projector.mm_input_projection_weight",
+        "multi_modal_projector.mm_input_projection_weight",
+    ),
+]
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # vLLM's Gemma 3 module, importing
+@pytest.mark.parametrize(("saved", "hub", "loaded"), SHIELDGEMMA2_NAMES)
+def test_shieldgemma2_weights_are_written_as_the_hub_has_them_and_load_into_gemma3(
+    saved: str, hub: str, loaded: str
+) -> None:
+    from serving.shieldgemma2_model import ShieldGemma2ForImageClassification
+
+    assert _shieldgemma2_hub_layout(saved) == hub
+    mapper = ShieldGemma2ForImageClassification.hf_to_vllm_mapper
+    assert mapper._map_name(hub) == loaded
+    assert mapper._map_name(saved) == loaded  # transformers 5's own names load too
+
+
+def test_shieldgemma2_is_registered_with_vllm_and_prepared_with_the_others() -> None:
+    from vllm import ModelRegistry
+
+    from serving.shieldgemma2 import ARCHITECTURE, register
+
+    register()
+    assert ARCHITECTURE in ModelRegistry.get_supported_archs()
+    assert SHIELDGEMMA2_FIXTURE in FIXTURES

@@ -46,6 +46,7 @@ def test_cpu_dev_builds_one_engine_per_variant(catalog: Catalog) -> None:
     assert list(configs(catalog, "cpu-gemma3-media")) == [
         "tiny-random-gemma-3-vision",
         "tiny-random-gemma-3n",
+        "tiny-random-shieldgemma-2",
     ]
 
 

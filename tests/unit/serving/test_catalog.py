@@ -39,6 +39,7 @@ GEMMA_VARIANTS = {
     "shieldgemma-2b": ({"moderation"}, 8192),
     "shieldgemma-9b": ({"moderation"}, 8192),
     "shieldgemma-27b": ({"moderation"}, 8192),
+    "shieldgemma-2-4b-it": ({"image_moderation"}, 8192),
 }
 # Gemma 4: every size thinks and calls tools with the gemma4 parsers and has an MTP draft.
 _G4 = {"text", "vision", "tools", "reasoning"}
@@ -55,6 +56,7 @@ FIXTURES = {
     "tiny-random-gemma-4": {"text", "vision", "audio", "video", "tools", "reasoning"},
     "tiny-random-embeddinggemma": {"embeddings"},
     "tiny-random-shieldgemma": {"moderation"},
+    "tiny-random-shieldgemma-2": {"image_moderation"},
 }
 GPUS = {"nvidia-l4": 24, "nvidia-a100-80gb": 80, "nvidia-h100-80gb": 80}
 
@@ -179,6 +181,7 @@ def test_cpu_dev_profile(catalog: Catalog) -> None:
     assert catalog.profile("cpu-gemma3-media").variants == (
         "tiny-random-gemma-3-vision",
         "tiny-random-gemma-3n",
+        "tiny-random-shieldgemma-2",
     )
     real = catalog.variants["gemma-3-270m"]
     assert real.source_for(CPU) == "local:gemma-3-270m"
@@ -427,12 +430,23 @@ def test_safety_classifiers_name_their_policy_and_serve_nothing_else(catalog: Ca
         "tiny-random-shieldgemma",
     }
     assert all(v.moderation_policy == "shieldgemma" for v in classifiers)
+    image_classifiers = [
+        v for v in catalog.variants.values() if v.moderation_policy == "shieldgemma2"
+    ]
+    assert {v.id for v in image_classifiers} == {"shieldgemma-2-4b-it", "tiny-random-shieldgemma-2"}
+    for variant in image_classifiers:
+        assert variant.capabilities == {"image_moderation"}
+        for target, engine in variant.engines.items():
+            assert variant.mm_limits(target) == {"image": 1}  # one image per judgement
+            assert engine.engine_kwargs["runner"] == "generate"  # read at its first token
     data = raw_catalog()
     shield = data["variants"]["shieldgemma-2b"]
     for broken, message in (
-        ({**shield, "capabilities": ["moderation", "text"]}, "serves 'moderation' only"),
-        ({**shield, "moderation_policy": None}, "go together"),
-        ({**data["variants"]["gemma-3-1b-it"], "moderation_policy": "shieldgemma"}, "together"),
+        ({**shield, "capabilities": ["moderation", "text"]}, "serves 'moderation' or"),
+        ({**shield, "capabilities": ["moderation", "image_moderation"]}, "'moderation' or"),
+        ({**shield, "moderation_policy": None}, "names its moderation_policy"),
+        ({**shield, "moderation_policy": "shieldgemma2"}, "goes with 'image_moderation'"),
+        ({**data["variants"]["gemma-3-1b-it"], "moderation_policy": "shieldgemma"}, "goes with"),
     ):
         changed = {**data, "variants": {**data["variants"], "shieldgemma-2b": broken}}
         with pytest.raises(ValueError, match=message):
