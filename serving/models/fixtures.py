@@ -171,31 +171,37 @@ def _gemma3_vision_configs() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _build_vision(embedded: PreparedModel, out: Path) -> None:
-    from transformers import (
-        Gemma3Config,
-        Gemma3ForConditionalGeneration,
-        Gemma3ImageProcessor,
-        Gemma3Processor,
-    )
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
 
     tokenizer = _gemma3_vision_tokenizer(embedded, out)
     text, vision = _gemma3_vision_configs()
-    config = Gemma3Config(
-        text_config=text,
-        vision_config=vision,
-        mm_tokens_per_image=16,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image_soft_token>"),
-        boi_token_index=tokenizer.convert_tokens_to_ids("<start_of_image>"),
-        eoi_token_index=tokenizer.convert_tokens_to_ids("<end_of_image>"),
-    )
+    config = Gemma3Config(text_config=text, vision_config=vision, **_image_tokens(tokenizer))
     _seed()
-    model = Gemma3ForConditionalGeneration(config).eval()
-    model.save_pretrained(out, safe_serialization=True)
-    _rename_weights(out, _siglip_vision_model_prefix)
+    Gemma3ForConditionalGeneration(config).eval().save_pretrained(out, safe_serialization=True)
+    _finish_gemma3_vision(out, tokenizer, _siglip_vision_model_prefix, "gemma3_chat.jinja")
+
+
+def _image_tokens(tokenizer: Any) -> dict[str, Any]:
+    """Gemma 3's image token fields: 16 soft tokens per image and the markers' ids."""
+    return {
+        "mm_tokens_per_image": 16,
+        "image_token_index": tokenizer.convert_tokens_to_ids("<image_soft_token>"),
+        "boi_token_index": tokenizer.convert_tokens_to_ids("<start_of_image>"),
+        "eoi_token_index": tokenizer.convert_tokens_to_ids("<end_of_image>"),
+    }
+
+
+def _finish_gemma3_vision(
+    out: Path, tokenizer: Any, rename: Callable[[str], str], template: str
+) -> None:
+    """The saved weights renamed for vLLM, and Gemma 3's processor (224 px, 16 tokens)."""
+    from transformers import Gemma3ImageProcessor, Gemma3Processor
+
+    _rename_weights(out, rename)
     processor = Gemma3Processor(
         image_processor=Gemma3ImageProcessor(size={"height": 224, "width": 224}),
         tokenizer=tokenizer,
-        chat_template=_TEMPLATES.joinpath("gemma3_chat.jinja").read_text(),
+        chat_template=_TEMPLATES.joinpath(template).read_text(),
         image_seq_length=16,
     )
     processor.save_pretrained(out)
@@ -624,23 +630,15 @@ def _build_shieldgemma(embedded: PreparedModel, out: Path) -> None:
 
 def _build_shieldgemma2(embedded: PreparedModel, out: Path) -> None:
     """ShieldGemma 2's layout: Gemma 3's image-text model inside the image classifier."""
-    from transformers import (
-        Gemma3ImageProcessor,
-        Gemma3Processor,
-        ShieldGemma2Config,
-        ShieldGemma2ForImageClassification,
-    )
+    from transformers import ShieldGemma2Config, ShieldGemma2ForImageClassification
 
     tokenizer = _gemma3_vision_tokenizer(embedded, out)
     text, vision = _gemma3_vision_configs()
     config = ShieldGemma2Config(
         text_config=text,
         vision_config={**vision, "vision_use_head": False},
-        mm_tokens_per_image=16,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image_soft_token>"),
-        boi_token_index=tokenizer.convert_tokens_to_ids("<start_of_image>"),
-        eoi_token_index=tokenizer.convert_tokens_to_ids("<end_of_image>"),
         architectures=["ShieldGemma2ForImageClassification"],
+        **_image_tokens(tokenizer),
     )
     # Read by transformers' classifier, not declared by its config (the hub's has them).
     config.yes_token_index = tokenizer.convert_tokens_to_ids("Yes")
@@ -648,14 +646,7 @@ def _build_shieldgemma2(embedded: PreparedModel, out: Path) -> None:
     _seed()
     model = ShieldGemma2ForImageClassification(config).eval()
     model.save_pretrained(out, safe_serialization=True)
-    _rename_weights(out, _shieldgemma2_hub_layout)
-    processor = Gemma3Processor(
-        image_processor=Gemma3ImageProcessor(size={"height": 224, "width": 224}),
-        tokenizer=tokenizer,
-        chat_template=_TEMPLATES.joinpath("shieldgemma2_chat.jinja").read_text(),
-        image_seq_length=16,
-    )
-    processor.save_pretrained(out)
+    _finish_gemma3_vision(out, tokenizer, _shieldgemma2_hub_layout, "shieldgemma2_chat.jinja")
 
 
 def _shieldgemma2_hub_layout(key: str) -> str:
