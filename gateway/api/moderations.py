@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -66,29 +67,29 @@ async def moderations(request: Request, body: ModerationRequest, state: State) -
     return await _texts(request, body.model, texts, state)
 
 
+@dataclass
 class _Chosen:
-    """The policy family and label ids of the classifier the request was sent to."""
+    """The classifier the request was sent to: its policy family and label ids, set by
+    ``choose`` when the model is picked and read by ``answer``'s reshape."""
 
+    state: GatewayState
     harms: tuple[Harm, ...] = ()
-    labels: Labels = Labels(0, 0)
+    labels: Labels | None = None
 
-    async def choose(
-        self, state: GatewayState, model: ModelInfo, families: Mapping[str, tuple[Harm, ...]]
-    ) -> None:
+    async def choose(self, model: ModelInfo, families: Mapping[str, tuple[Harm, ...]]) -> Labels:
         harms = families.get(model.moderation_policy or "")
         if harms is None:
             raise UpstreamError(f"'{model.id}' names no moderation policy for this input.")
-        self.harms, self.labels = harms, await state.classifier.label_ids(model.id)
+        self.harms, self.labels = harms, await self.state.classifier.label_ids(model.id)
+        return self.labels
 
     def answer(
-        self,
-        state: GatewayState,
-        judged: int,
-        results: Callable[[list[Verdict], Thresholds], list[dict[str, Any]]],
+        self, judged: int, results: Callable[[list[Verdict], Thresholds], list[dict[str, Any]]]
     ) -> Callable[[Any, Mapping[str, str]], Response]:
         def reshape(answer: Any, headers: Mapping[str, str]) -> Response:
+            assert self.labels is not None  # chosen before the engine was asked
             values = scores(answer, judged * len(self.harms), self.labels)
-            thresholds = Thresholds(default=state.settings.guard.default_threshold)
+            thresholds = Thresholds(default=self.state.settings.guard.default_threshold)
             payload = {
                 "id": f"modr-{secrets.token_hex(12)}",
                 "model": headers.get("x-gemma-model", ""),
@@ -99,19 +100,21 @@ class _Chosen:
         return reshape
 
 
-async def _texts(request: Request, requested: str, texts: list[str], state: State) -> Response:
-    chosen = _Chosen()
+async def _texts(
+    request: Request, requested: str, texts: list[str], state: GatewayState
+) -> Response:
+    chosen = _Chosen(state)
 
     async def body_for(model: ModelInfo) -> dict[str, Any]:
-        await chosen.choose(state, model, HARMS)
+        labels = await chosen.choose(model, HARMS)
         prompts = [prompt_check(t, h) for t in texts for h in chosen.harms]
-        return engine_body(model.id, prompts, chosen.labels)
+        return engine_body(model.id, prompts, labels)
 
     def results(judged: list[Verdict], _: Thresholds) -> list[dict[str, Any]]:
         return [moderation_result(v, chosen.harms) for v in judged]
 
     needs = moderation_needs(texts, len(SHIELDGEMMA_HARMS))
-    reshape = chosen.answer(state, len(texts), results)
+    reshape = chosen.answer(len(texts), results)
     payload = {"model": requested, "prompt": texts}
     return await state.proxy.generate(
         request, COMPLETIONS_PATH, payload, needs, reshape=reshape, body_for=body_for
@@ -119,20 +122,20 @@ async def _texts(request: Request, requested: str, texts: list[str], state: Stat
 
 
 async def _images(
-    request: Request, requested: str, images: list[dict[str, Any]], state: State
+    request: Request, requested: str, images: list[dict[str, Any]], state: GatewayState
 ) -> Response:
-    chosen = _Chosen()
+    chosen = _Chosen(state)
 
     async def bodies_for(model: ModelInfo, prepared: Mapping[str, Any]) -> list[dict[str, Any]]:
-        await chosen.choose(state, model, IMAGE_HARMS)
+        labels = await chosen.choose(model, IMAGE_HARMS)
         parts = prepared["messages"][0]["content"]  # checked, and fetched when remote
-        return [image_body(model.id, p, h, chosen.labels) for p in parts for h in chosen.harms]
+        return [image_body(model.id, p, h, labels) for p in parts for h in chosen.harms]
 
     def results(judged: list[Verdict], thresholds: Thresholds) -> list[dict[str, Any]]:
         return [moderation_result(worst(judged, thresholds), chosen.harms, "image")]
 
     needs = image_moderation_needs(len(images), len(SHIELDGEMMA2_HARMS))
-    reshape = chosen.answer(state, len(images), results)
+    reshape = chosen.answer(len(images), results)
     payload = {"model": requested, "messages": [{"role": "user", "content": images}]}
     return await state.proxy.generate(
         request, CHAT_PATH, payload, needs, reshape=reshape, bodies_for=bodies_for
