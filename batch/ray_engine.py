@@ -88,6 +88,26 @@ class VariantEngineSpec:
         kwargs = {k: v for k, v in self.engine_kwargs.items() if k not in NOT_FOR_BATCH}
         return vllm_config_sections(kwargs)
 
+    def engine_env(self) -> dict[str, str]:
+        """The engine actor's environment: the variant's, and on a single-worker CPU engine
+        the model worker inside vLLM's engine core.
+
+        Ray Data LLM asks for vLLM's in-process executor (``uni``) for a one-bundle engine,
+        but vLLM's CPU platform turns it into the multiprocessing one unless
+        ``VLLM_ENABLE_V1_MULTIPROCESSING`` is off; and in a Ray actor vLLM can only
+        ``spawn`` its processes, so that worker re-imports torch and vLLM before it loads
+        a weight (15-20 s of a 2-core host's engine start, and a process's memory). With
+        it off the engine core (which ``AsyncLLM`` starts in any case) keeps the worker,
+        as the Serve engines do (``serving.engine``). The variable only chooses the
+        executor here: ``AsyncLLM`` always runs its engine core in a process of its own.
+        """
+        workers = int(self.engine_kwargs.get("tensor_parallel_size", 1)) * int(
+            self.engine_kwargs.get("pipeline_parallel_size", 1)
+        )
+        if not self.cpu or workers != 1:
+            return dict(self.env_vars)
+        return {**self.env_vars, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+
     def renderer_kwargs(self) -> dict[str, Any]:
         return {
             "model_source": self.model_source,
@@ -157,7 +177,7 @@ class VllmProcessorEngine:
                 num_cpus=self.num_cpus,
                 object_store_memory=OBJECT_STORE_BYTES,
                 include_dashboard=False,
-                runtime_env={"env_vars": dict(spec.env_vars)},
+                runtime_env={"env_vars": spec.engine_env()},
                 log_to_driver=False,
                 logging_level=logging.WARNING,
             )
@@ -168,7 +188,7 @@ class VllmProcessorEngine:
         config = vLLMEngineProcessorConfig(
             model_source=spec.model_source,
             engine_kwargs=spec.processor_engine_kwargs(),
-            runtime_env={"env_vars": dict(spec.env_vars)},
+            runtime_env={"env_vars": spec.engine_env()},
             batch_size=self.batch_size,
             concurrency=1,
             chat_template_stage=False,

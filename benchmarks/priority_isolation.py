@@ -7,11 +7,26 @@ one with the fair share off. The phases run one after another on the same engine
     idle       interactive streams (an ``interactive``-class key), one at a time, alone
     priority   the same streams while ``--flood`` clients keep sending long answers
                (``--flood-tokens``) with a ``batch``-class key: the engine is saturated
-    fcfs       the same through the gateway without fair share, both keys in one class
-               (``standard``): first come, first served, as without any of it
+    fcfs       ``--fcfs-probes`` such streams through the gateway without fair share, both
+               keys in one class (``standard``): first come, first served, as without any
+               of it (each waits behind the whole flood, so a few show it)
+    capacity   ``--capacity-clients`` clients back to back for ``--capacity-seconds``: the
+               requests per second the engine completes (``--fair-tokens`` answers)
     fairness   two tenants of the same class and weight, one offering ``--heavy-factor``
-               times the other's requests per second (open loop) for ``--fair-seconds``:
-               each tenant's served/offered and Jain's index of those ratios
+               times the other's requests per second (open loop) for ``--fair-seconds``,
+               together ``--overload`` times what the measured capacity serves until the
+               phase's answers stop counting (``--fair-seconds`` + ``--grace-seconds``;
+               ``--light-rate`` sets the light tenant's rate instead): each tenant's
+               served/offered and Jain's index of those ratios
+
+Why the fairness offer follows the measured capacity: Jain's index of served/offered
+depends on how much of the heavy tenant's offer the engine can serve at all. Equal weights
+on a saturated engine mean the light tenant gets all it offers and the heavy one the rest
+(max-min fairness), and the index reaches 0.9 only if that rest is over half of what the
+heavy tenant offers. A fixed rate makes the figure a measure of the machine's speed; an
+offer a fixed factor over capacity keeps the engine saturated on any machine and leaves
+the scheduler's fairness as what is measured. The max-min fair allocation is printed
+beside what each tenant got.
 
 Printed: TTFT p50/p99 per phase, each flood phase's p99 over the idle p99 (target: at most
 1.5x with priority on), the fairness figures (targets: the light tenant served at least
@@ -19,6 +34,7 @@ Printed: TTFT p50/p99 per phase, each flood phase's p99 over the idle p99 (targe
 starts an engine: run it alone (``flock /tmp/gemma-engine.lock ...``).
 
     .venv/bin/python benchmarks/priority_isolation.py [--probes 20] [--flood 16]
+        [--phases fcfs fairness] [--batch-fraction 0.75]
 """
 
 from __future__ import annotations
@@ -102,7 +118,12 @@ async def _probes(client: httpx.AsyncClient, secret: str, model: str, n: int) ->
 
 
 async def _flooded(
-    client: httpx.AsyncClient, args: argparse.Namespace, model: str, live: str, bulk: str
+    client: httpx.AsyncClient,
+    args: argparse.Namespace,
+    model: str,
+    live: str,
+    bulk: str,
+    probes: int,
 ) -> dict[str, Any]:
     """Interactive probes while ``args.flood`` clients keep the engine full."""
     stop = asyncio.Event()
@@ -114,7 +135,7 @@ async def _flooded(
     workers = [asyncio.create_task(flood()) for _ in range(args.flood)]
     await asyncio.sleep(args.warm_seconds)  # the flood fills every slot and a queue
     try:
-        return await _probes(client, live, model, args.probes)
+        return await _probes(client, live, model, probes)
     finally:
         stop.set()
         for worker in workers:
@@ -122,8 +143,42 @@ async def _flooded(
         await asyncio.gather(*workers, return_exceptions=True)
 
 
+async def _capacity(
+    client: httpx.AsyncClient, args: argparse.Namespace, model: str, secret: str
+) -> dict[str, Any]:
+    """Requests per second the engine completes with clients sending back to back."""
+    done = 0
+    deadline = time.perf_counter() + args.capacity_seconds
+    started = time.perf_counter()
+
+    async def client_loop() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            if await _ttft(client, secret, _body(model, args.fair_tokens)) is not None:
+                done += 1
+
+    await asyncio.gather(*(client_loop() for _ in range(args.capacity_clients)))
+    elapsed = time.perf_counter() - started
+    return {"completed": done, "seconds": round(elapsed, 1), "req_per_s": done / elapsed}
+
+
+def _max_min_fair(capacity: float, offered: dict[str, float]) -> dict[str, float]:
+    """Each tenant's max-min fair share of ``capacity`` (equal weights), in the offer's units."""
+    share: dict[str, float] = {}
+    left, tenants = capacity, sorted(offered, key=offered.__getitem__)
+    for n, tenant in enumerate(tenants):
+        share[tenant] = min(offered[tenant], left / (len(tenants) - n))
+        left -= share[tenant]
+    return share
+
+
 async def _fairness(
-    client: httpx.AsyncClient, args: argparse.Namespace, model: str, light: str, heavy: str
+    client: httpx.AsyncClient,
+    args: argparse.Namespace,
+    model: str,
+    light: str,
+    heavy: str,
+    light_rate: float,
 ) -> dict[str, Any]:
     """Open-loop offers from two tenants; served = answered within the phase and its grace."""
     offered = {"light": 0, "heavy": 0}
@@ -141,7 +196,7 @@ async def _fairness(
             tasks.append(asyncio.create_task(one(tenant, secret)))
             await asyncio.sleep(1 / rate)
 
-    light_rate = args.light_rate
+    started = time.perf_counter()
     await asyncio.gather(
         offer("light", light, light_rate), offer("heavy", heavy, light_rate * args.heavy_factor)
     )
@@ -149,10 +204,13 @@ async def _fairness(
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
+    seconds = time.perf_counter() - started
     ratios = {t: served[t] / offered[t] if offered[t] else 0.0 for t in offered}
     values = list(ratios.values())
     jain = sum(values) ** 2 / (len(values) * sum(v * v for v in values)) if any(values) else 0.0
     return {
+        "light_rate": round(light_rate, 3),
+        "seconds": round(seconds, 1),
         "offered": offered,
         "served": served,
         "served_over_offered": {t: round(r, 3) for t, r in ratios.items()},
@@ -181,9 +239,25 @@ async def _run(
     ):
         await _ttft(client, s["interactive"], _body(model, 4))  # warm-up
         results["idle"] = await _probes(client, s["interactive"], model, args.probes)
-        results["priority"] = await _flooded(client, args, model, s["interactive"], s["batch"])
-        results["fcfs"] = await _flooded(plain, args, model, s["live-standard"], s["bulk-standard"])
-        results["fairness"] = await _fairness(client, args, model, s["light"], s["heavy"])
+        results["priority"] = await _flooded(
+            client, args, model, s["interactive"], s["batch"], args.probes
+        )
+        if "fcfs" in args.phases:
+            results["fcfs"] = await _flooded(
+                plain, args, model, s["live-standard"], s["bulk-standard"], args.fcfs_probes
+            )
+        if "fairness" in args.phases:
+            light_rate = args.light_rate
+            if light_rate is None:
+                results["capacity"] = await _capacity(client, args, model, s["light"])
+                capacity = results["capacity"]["req_per_s"]
+                # Answers count until the grace ends, so the offer is over the capacity of
+                # that whole window, not only of the seconds it is made in.
+                window = (args.fair_seconds + args.grace_seconds) / args.fair_seconds
+                light_rate = capacity * window * args.overload / (1 + args.heavy_factor)
+            results["fairness"] = await _fairness(
+                client, args, model, s["light"], s["heavy"], light_rate
+            )
     await key.delete_all()
     return results
 
@@ -194,6 +268,8 @@ def report(results: dict[str, Any]) -> None:
         f"{'phase':<10}{'probes':>7}{'errors':>7}{'TTFT p50':>10}{'TTFT p99':>10}{'x idle p99':>12}"
     )
     for phase in ("idle", "priority", "fcfs"):
+        if phase not in results:
+            continue
         f = results[phase]
         ratio = f["ttft_p99_ms"] / idle_p99 if idle_p99 else float("nan")
         print(
@@ -203,7 +279,21 @@ def report(results: dict[str, Any]) -> None:
     ratio = results["priority"]["ttft_p99_ms"] / idle_p99 if idle_p99 else float("nan")
     verdict = "PASS" if ratio <= TTFT_TARGET else "FAIL"
     print(f"target: priority p99 <= {TTFT_TARGET}x idle p99: {ratio:.2f}x {verdict}")
+    if "fairness" not in results:
+        return
     fair = results["fairness"]
+    if "capacity" in results:
+        cap = results["capacity"]
+        print(
+            f"capacity: {cap['completed']} answers in {cap['seconds']} s = "
+            f"{cap['req_per_s']:.3f} req/s; light tenant offered {fair['light_rate']} req/s"
+        )
+        offered = {t: float(n) for t, n in fair["offered"].items()}
+        fair_share = _max_min_fair(cap["req_per_s"] * fair["seconds"], offered)
+        rounded = {t: round(v) for t, v in fair_share.items()}
+        print(
+            f"max-min fair answers in the phase's {fair['seconds']} s at that capacity: {rounded}"
+        )
     light = fair["served_over_offered"]["light"]
     ok = light >= LIGHT_SERVED_TARGET and fair["jain_index"] >= JAIN_TARGET
     print(
@@ -218,11 +308,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu-text", help="catalog profile (first variant)")
     parser.add_argument("--probes", type=int, default=20, help="interactive streams per phase")
+    parser.add_argument(
+        "--fcfs-probes",
+        type=int,
+        default=5,
+        help="interactive streams in the fcfs phase (each waits behind the whole flood)",
+    )
     parser.add_argument("--flood", type=int, default=16, help="concurrent bulk clients")
     parser.add_argument("--flood-tokens", type=int, default=200)
     parser.add_argument("--warm-seconds", type=float, default=5.0)
-    parser.add_argument("--light-rate", type=float, default=0.2, help="light tenant's req/s")
+    parser.add_argument(
+        "--phases",
+        nargs="*",
+        choices=("fcfs", "fairness"),
+        default=["fcfs", "fairness"],
+        help="phases after idle and priority (both always run)",
+    )
+    parser.add_argument(
+        "--light-rate",
+        type=float,
+        default=None,
+        help="light tenant's req/s (default: from the measured capacity and --overload)",
+    )
     parser.add_argument("--heavy-factor", type=float, default=10.0)
+    parser.add_argument(
+        "--overload", type=float, default=1.5, help="both tenants' offer over the capacity"
+    )
+    parser.add_argument("--capacity-clients", type=int, default=8)
+    parser.add_argument("--capacity-seconds", type=float, default=30.0)
     parser.add_argument("--fair-tokens", type=int, default=64)
     parser.add_argument("--fair-seconds", type=float, default=60.0)
     parser.add_argument("--grace-seconds", type=float, default=30.0)

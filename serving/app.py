@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 INGRESS_CLS = "serving.ingress:GemmaIngress"
 LORA_SERVER_CLS = "serving.lora:StaticLoraServer"
 SERVER_CLS = "serving.server:GemmaLLMServer"
+SCHEDULER_CLS = "serving.scheduling.PrefillFirstScheduler"
 
 # vLLM's CPU backend: no core reserved for the frontend (it halves
 # throughput on small machines), and the CPU platform even when a CUDA torch is installed.
@@ -116,8 +117,10 @@ def engine_kwargs(variant: Variant, target: str, home: Path) -> dict[str, Any]:
         "max_num_seqs": engine.max_num_seqs,
         "tensor_parallel_size": engine.tensor_parallel_size,
         "enforce_eager": engine.enforce_eager,
-        # The gateway gives each request its key's class priority (gateway.priority).
+        # The gateway gives each request its key's class priority (gateway.priority), and a
+        # better class's prefill does not share its steps with worse ones (serving.scheduling).
         "scheduling_policy": "priority",
+        "scheduler_cls": SCHEDULER_CLS,
     }
     if target != CPU:
         kwargs["gpu_memory_utilization"] = engine.gpu_memory_utilization

@@ -41,6 +41,24 @@ def test_spec_runs_the_serving_engine_profile_on_the_cpu_backend() -> None:
     assert spec.renderer_kwargs()["chat_template"] == spec.engine_kwargs["chat_template"]
 
 
+def test_a_single_worker_cpu_engine_keeps_its_worker_in_the_engine_core() -> None:
+    spec = _spec()
+    assert spec.engine_env() == {**spec.env_vars, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    assert "VLLM_ENABLE_V1_MULTIPROCESSING" not in spec.env_vars  # the Serve engines' own
+
+
+def test_gpu_and_parallel_engines_keep_vllms_executor_choice() -> None:
+    catalog = load_catalog()
+    gpu = VariantEngineSpec.from_llm_config(
+        llm_config_data(catalog, catalog.variants["gemma-3-1b-it"], "nvidia-l4", gemma_home())
+    )
+    assert not gpu.cpu
+    assert gpu.engine_env() == gpu.env_vars
+    parallel = _spec()
+    parallel.engine_kwargs["tensor_parallel_size"] = 2
+    assert parallel.engine_env() == parallel.env_vars
+
+
 def test_config_sections_become_vllm_configs_as_on_the_command_line() -> None:
     from vllm.config import StructuredOutputsConfig
 

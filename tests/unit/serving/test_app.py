@@ -198,6 +198,7 @@ def test_engine_kwargs_escape_hatch_wins(catalog: Catalog) -> None:
     assert kwargs["enable_prefix_caching"] is True
     assert kwargs["max_num_seqs"] == 7
     assert kwargs["scheduling_policy"] == "priority"  # the gateway sets each request's
+    assert kwargs["scheduler_cls"] == "serving.scheduling.PrefillFirstScheduler"
 
 
 def test_ingress_gets_capabilities_per_model(catalog: Catalog) -> None:
