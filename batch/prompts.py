@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from functools import cached_property
 from typing import Any
 
 IMAGE_PLACEHOLDER = {"type": "image_url", "image_url": {"url": ""}}
@@ -51,12 +52,21 @@ class PromptRenderer:
         chat_template: str | None = None,
         chat_template_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        from transformers import AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(model_source)
-        self.leading_bos = self._added_bos()
+        self.model_source = model_source
         self.chat_template = chat_template
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
+
+    @cached_property
+    def tokenizer(self) -> Any:
+        """Loaded at the first chat line: a job of completion lines never needs it, and its
+        load (transformers and the vocabulary) would take CPU from the engine's start."""
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.model_source)
+
+    @cached_property
+    def leading_bos(self) -> str:
+        return self._added_bos()
 
     def _added_bos(self) -> str:
         """The BOS text the tokenizer adds by itself (the engine tokenizes the prompt)."""

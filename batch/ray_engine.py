@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,7 +117,14 @@ class VariantEngineSpec:
 
 
 def vllm_config_sections(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Engine arguments with mapping values of config fields validated into vLLM's configs."""
+    """Engine arguments with mapping values of config fields validated into vLLM's configs.
+
+    Arguments without a mapping value are handed back as they are, without importing the
+    helper: its module imports Ray Serve LLM's engine and vLLM (15-20 s on a 2-core host),
+    which the job's driver otherwise never needs, and the engine actor waits for the driver.
+    """
+    if not any(isinstance(value, Mapping) for value in kwargs.values()):
+        return kwargs
     from ray.llm._internal.serve.engines.vllm.vllm_engine import (
         _normalize_vllm_engine_kwargs,  # Ray Serve LLM's own step (ray pinned)
     )

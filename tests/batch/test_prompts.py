@@ -57,6 +57,13 @@ def test_completion_rows_pass_their_prompt_through(renderer: PromptRenderer) -> 
     assert row["prompt"] == "Once"
 
 
+def test_a_job_of_completion_rows_never_loads_the_tokenizer() -> None:
+    fresh = PromptRenderer(**_spec(TEXT).renderer_kwargs())
+    row = {"custom_id": "p", "messages": "", "prompt": "Once", "images": [], "sampling_params": {}}
+    assert [fresh(row)["prompt"] for _ in range(3)] == ["Once"] * 3
+    assert "tokenizer" not in vars(fresh)
+
+
 def test_image_rows_carry_the_image_token_and_pixels() -> None:
     renderer = PromptRenderer(**_spec(VISION).renderer_kwargs())
     url = png_data_url(8)

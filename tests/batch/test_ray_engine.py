@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 from batch.lines import parse_line
 from batch.ray_engine import (
@@ -18,6 +21,8 @@ from serving.catalog import load_catalog
 from serving.logs import vllm_logging_env
 from serving.models.store import gemma_home
 from tests.batch.support import TEXT, chat_line, completion_line, planner
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _spec() -> VariantEngineSpec:
@@ -71,6 +76,20 @@ def test_config_sections_become_vllm_configs_as_on_the_command_line() -> None:
     assert isinstance(section, StructuredOutputsConfig)
     assert section.enable_in_reasoning
     assert kwargs["max_num_batched_tokens"] == 1024
+
+
+def test_a_variant_without_config_sections_leaves_vllm_out_of_the_driver() -> None:
+    code = (
+        "import sys\n"
+        "from tests.batch.test_ray_engine import _spec\n"
+        "kwargs = _spec().processor_engine_kwargs()\n"
+        "assert kwargs['max_model_len'] == 4096\n"
+        "print(sorted(m for m in sys.modules if m == 'vllm' or m.startswith('ray.llm')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.strip() == "[]"
 
 
 def test_request_row_has_one_schema_for_chat_and_completion() -> None:
