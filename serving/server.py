@@ -6,12 +6,14 @@ to watch a replica drain; the integration tests use it to show that a request ab
 its client stops generating. Chat and completion calls run inside a GenAI span whose
 context vLLM's engine span continues (``serving.genai_span``), and the replica's log lines
 carry the trace id (``serving.logs``). Its engine is ``serving.engine.GemmaVLLMEngine``.
+Streamed chunks go to the proxy in Ray Serve LLM's batches, except that the first of a
+pause goes at once (``serving.stream_batching``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, TypeVar
 
 from ray._common.usage.usage_lib import usage_stats_enabled
 from ray.llm._internal.serve.core.protocol import RawRequestInfo
@@ -20,6 +22,9 @@ from ray.serve.llm.deployment import LLMServer
 from serving.engine import GemmaVLLMEngine
 from serving.genai_span import traced_call
 from serving.logs import install_trace_ids
+from serving.stream_batching import leading_edge_batches
+
+T = TypeVar("T")
 
 
 class GemmaLLMServer(LLMServer):
@@ -51,6 +56,14 @@ class GemmaLLMServer(LLMServer):
         self, request: Any, raw_request_info: RawRequestInfo | None = None
     ) -> AsyncGenerator[Any, None]:
         return await traced_call("text_completion", request, raw_request_info, super().completions)
+
+    def _batch_output_stream(
+        self, generator: AsyncGenerator[T, None]
+    ) -> AsyncGenerator[list[T], None]:
+        interval_ms = self._get_batch_interval_ms()
+        if not interval_ms:  # 0: every chunk alone; None: all at once (Ray's own)
+            return super()._batch_output_stream(generator)
+        return leading_edge_batches(generator, interval_ms / 1000)
 
     async def num_unfinished_requests(self) -> int:
         # Ray's vLLM engine keeps vLLM's AsyncLLM as ``_engine_client`` once started.
