@@ -25,6 +25,7 @@ CPU platform turns it off), so the choice stays vLLM's.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
@@ -61,7 +62,8 @@ class PrefillFirstScheduler(Scheduler):
         if not held:
             return super().schedule(*args, **kwargs)
         visible = [r for r in order if id(r) not in held]
-        waiting_urgent = [r for r in self.waiting if r.priority <= urgent]
+        # The queue iterates best first: stop at the first worse one.
+        waiting_urgent = list(itertools.takewhile(lambda r: r.priority <= urgent, self.waiting))
         room = min(self.max_num_running_reqs - len(order), len(waiting_urgent))
         if room <= 0 and not any(_prefilling(r) for r in visible):
             return super().schedule(*args, **kwargs)  # nothing better could run alone
@@ -83,12 +85,23 @@ class PrefillFirstScheduler(Scheduler):
         return output
 
     def _urgent_priority(self) -> int | None:
-        """The best priority waiting (and admissible) or in its prefill, if any."""
+        """The best priority waiting (and admissible) or in its prefill, if any.
+
+        Every step asks this, so the waiting queue (a heap) is only peeked at, unless its
+        head is a request a held step could not admit.
+        """
         if self.policy != SchedulingPolicy.PRIORITY:
             return None
-        self._not_admitted.intersection_update(r.request_id for r in self.waiting)
         candidates = [r.priority for r in self.running if _prefilling(r)]
-        candidates += [r.priority for r in self.waiting if r.request_id not in self._not_admitted]
+        if self._not_admitted:
+            self._not_admitted.intersection_update(r.request_id for r in self.waiting)
+        if self.waiting:
+            head: Request | None = self.waiting.peek_request()
+            if head is not None and head.request_id in self._not_admitted:
+                skipped = self._not_admitted
+                head = next((r for r in self.waiting if r.request_id not in skipped), None)
+            if head is not None:
+                candidates.append(head.priority)
         return min(candidates, default=None)
 
 
