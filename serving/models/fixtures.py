@@ -146,9 +146,9 @@ def _gemma3_vision_tokenizer(embedded: PreparedModel, out: Path) -> Any:
     )
 
 
-def _gemma3_vision_configs() -> tuple[dict[str, Any], dict[str, Any]]:
-    """A tiny Gemma 3 text model and SigLIP tower (224 px, 16 patches a side)."""
-    text = {
+def tiny_gemma3_text_config() -> dict[str, Any]:
+    """The fields of a tiny Gemma 3 text model (the vision fixtures' language model)."""
+    return {
         "hidden_size": 64,
         "intermediate_size": 128,
         "num_hidden_layers": 2,
@@ -159,6 +159,11 @@ def _gemma3_vision_configs() -> tuple[dict[str, Any], dict[str, Any]]:
         "sliding_window": 64,
         "max_position_embeddings": 4096,
     }
+
+
+def _gemma3_vision_configs() -> tuple[dict[str, Any], dict[str, Any]]:
+    """A tiny Gemma 3 text model and SigLIP tower (224 px, 16 patches a side)."""
+    text = tiny_gemma3_text_config()
     vision = {
         "hidden_size": 64,
         "intermediate_size": 128,

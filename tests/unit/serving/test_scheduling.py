@@ -20,6 +20,7 @@ from vllm.v1.request import Request
 from vllm.v1.structured_output import StructuredOutputManager
 
 from serving.app import SCHEDULER_CLS
+from serving.models.fixtures import tiny_gemma3_text_config
 from serving.scheduling import AsyncPrefillFirstScheduler, PrefillFirstScheduler
 
 BLOCK = 16
@@ -28,16 +29,8 @@ BATCH, INTERACTIVE = 10, -10
 TEXT_CONFIG = {
     "architectures": ["Gemma3ForCausalLM"],
     "model_type": "gemma3_text",
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "head_dim": 32,
-    "vocab_size": 512,
-    "max_position_embeddings": 4096,
-    "sliding_window": 512,
     "torch_dtype": "float32",
+    **tiny_gemma3_text_config(),
 }
 
 
