@@ -69,7 +69,7 @@ from gateway.upstream.disconnect import abandoned_on_disconnect
 from gateway.upstream.fan_out import FanOut
 from gateway.upstream.registry import ModelRegistry
 from gateway.upstream.response import RelayResponse
-from gateway.upstream.sse import StreamTally, relay
+from gateway.upstream.sse import StreamTally, relay, relay_reads
 
 SERVED_HEADER = "x-gemma-model"
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
@@ -408,9 +408,12 @@ class Proxy:
                     accounting.streamed_tokens(tally.usage, tally.chunks, needs)
                 )
 
-        relayed = relay(exchange.response, tally)
+        if events is None:  # the client gets each upstream read's events in one write
+            relayed = relay_reads(exchange.response, tally)
+        else:
+            relayed = events(relay(exchange.response, tally), tally)
         return RelayResponse(
-            events(relayed, tally) if events is not None else relayed,
+            relayed,
             tally,
             on_close=on_close,
             headers=self._headers(exchange),

@@ -1,6 +1,10 @@
-"""Relaying an upstream Server-Sent Events stream chunk by chunk.
+"""Relaying an upstream Server-Sent Events stream as it arrives.
 
-Events pass through as they arrive. The upstream is always asked for usage
+Events pass through as they arrive: each read of the upstream body is split into its
+complete events, and ``relay_reads`` hands the client all of one read's events at once
+(one write where a read carried several; Ray Serve sends a stream's tokens in batches),
+while ``relay`` hands them over one by one to the wrappers that look at each event
+(the Responses API's, speech's, the guard's). The upstream is always asked for usage
 (``stream_options.include_usage``): the final usage-only chunk is kept in the
 ``StreamTally`` for the quota and dropped when the client did not ask for it.
 The upstream is also asked for usage on every chunk (``continuous_usage_stats``),
@@ -26,6 +30,8 @@ from gateway.errors import GatewayError, UpstreamError, body_for
 DONE = b"data: [DONE]\n\n"
 #: Seconds a finished stream's last bytes are awaited once its client has gone.
 DRAIN_TIMEOUT = 1.0
+#: The longest line of an upstream event relayed (a longer one ends the stream with an error).
+MAX_LINE_BYTES = 1024 * 1024
 
 
 def event(data: str) -> bytes:
@@ -72,17 +78,31 @@ class StreamTally:
         return data if self.include_usage or "usage" not in chunk else None
 
 
-async def _lines(response: aiohttp.ClientResponse) -> AsyncGenerator[str, None]:
-    async for line in response.content:
-        yield line.decode(errors="replace").rstrip("\r\n")
+class _Lines:
+    """Splits a body read by read into lines (``\n`` ends one; a ``\r`` before it is dropped)."""
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def feed(self, block: bytes) -> list[str]:
+        """The lines this read completed; an unfinished line waits for the next read."""
+        complete, newline, self._rest = (self._rest + block).rpartition(b"\n")
+        if len(self._rest) > MAX_LINE_BYTES:
+            raise UpstreamError("The serving application sent an event line too long to relay.")
+        if not newline:
+            return []
+        return [raw.decode(errors="replace").rstrip("\r") for raw in complete.split(b"\n")]
 
 
-async def _events(
+async def _event_batches(
     response: aiohttp.ClientResponse, tally: StreamTally
-) -> AsyncGenerator[bytes, None]:
+) -> AsyncGenerator[list[bytes], None]:
+    """The events each upstream read completed, as the client gets them (possibly none)."""
     data: list[str] = []
-    async with aclosing(_lines(response)) as lines:
-        async for line in lines:
+    lines = _Lines()
+    async for block in response.content.iter_any():
+        passed: list[bytes] = []
+        for line in lines.feed(block):
             if line.startswith("data:"):
                 data.append(line[5:].removeprefix(" "))
                 continue
@@ -92,12 +112,13 @@ async def _events(
             if payload == "[DONE]":
                 tally.done = True
                 try:
-                    yield DONE
+                    yield [*passed, DONE]
                 finally:
                     await _drain(response)
                 return
-            if (passed := tally.observe(payload)) is not None:
-                yield event(passed)
+            if (kept := tally.observe(payload)) is not None:
+                passed.append(event(kept))
+        yield passed
     raise UpstreamError("The serving application ended the stream early.")
 
 
@@ -116,14 +137,15 @@ async def _drain(response: aiohttp.ClientResponse) -> None:
             pass  # the answer was complete; only the connection is lost
 
 
-async def relay(
+async def _relayed(
     response: aiohttp.ClientResponse, tally: StreamTally
-) -> AsyncGenerator[bytes, None]:
-    """The client's events: upstream events, then an error event if the upstream broke."""
+) -> AsyncGenerator[list[bytes], None]:
+    """Each read's events, then an error event and ``[DONE]`` if the upstream broke."""
     try:
-        async with aclosing(_events(response, tally)) as events:
-            async for chunk in events:
-                yield chunk
+        async with aclosing(_event_batches(response, tally)) as batches:
+            async for batch in batches:
+                if batch:
+                    yield batch
     except TimeoutError:
         tally.failed = UpstreamError("The serving application stopped sending.", code="timeout")
     except aiohttp.ClientError as exc:
@@ -131,5 +153,23 @@ async def relay(
     except UpstreamError as exc:
         tally.failed = exc
     if tally.failed is not None:
-        yield error_event(tally.failed)
-        yield DONE
+        yield [error_event(tally.failed), DONE]
+
+
+async def relay(
+    response: aiohttp.ClientResponse, tally: StreamTally
+) -> AsyncGenerator[bytes, None]:
+    """The client's events one by one: upstream events, then an error event if it broke."""
+    async with aclosing(_relayed(response, tally)) as batches:
+        async for batch in batches:
+            for chunk in batch:
+                yield chunk
+
+
+async def relay_reads(
+    response: aiohttp.ClientResponse, tally: StreamTally
+) -> AsyncGenerator[bytes, None]:
+    """``relay``'s events, all the events of one upstream read together."""
+    async with aclosing(_relayed(response, tally)) as batches:
+        async for batch in batches:
+            yield b"".join(batch)

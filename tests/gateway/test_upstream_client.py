@@ -7,6 +7,7 @@ each into the error the router and the relay expect.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -16,8 +17,9 @@ import pytest
 from anyio.abc import SocketStream
 
 from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.upstream import sse
 from gateway.upstream.client import Unavailable, Upstream, create_client, finish, read_body
-from gateway.upstream.sse import StreamTally, relay
+from gateway.upstream.sse import StreamTally, relay, relay_reads
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.anyio
@@ -156,3 +158,68 @@ async def test_a_stream_that_stalls_ends_with_a_timeout_event() -> None:
     assert tally.failed.code == "timeout"
     assert b'"code": "timeout"' in events[-2]
     assert events[-1] == b"data: [DONE]\n\n"
+
+
+def _chunked_stream(pieces: list[bytes], pause: float) -> Handler:
+    """A handler sending an SSE stream in ``pieces``, ``pause`` seconds apart."""
+
+    async def send(stream: SocketStream, head: bytes) -> None:
+        await stream.send(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+        for piece in pieces:
+            await stream.send(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            await anyio.sleep(pause)
+        await stream.send(b"0\r\n\r\n")
+
+    return send
+
+
+def _content(text: str) -> bytes:
+    chunk = {"choices": [{"index": 0, "delta": {"content": text}}]}
+    return f"data: {json.dumps(chunk)}\n\n".encode()
+
+
+async def _relayed(pieces: list[bytes], *, reads: bool, pause: float = 0.05) -> list[bytes]:
+    async with raw_server(_chunked_stream(pieces, pause)) as (url, _), _client(url) as client:
+        response = await client.send("POST", "/v1/chat/completions", json={"stream": True})
+        tally = StreamTally(include_usage=False)
+        chunks = [c async for c in (relay_reads if reads else relay)(response, tally)]
+        finish(response)
+    assert tally.failed is None
+    return chunks
+
+
+async def test_events_cut_across_reads_pass_whole_and_one_by_one() -> None:
+    events = [_content("héllo"), _content("wörld"), b"data: [DONE]\n\n"]
+    wire = b"".join(events).replace(b"\n", b"\r\n")
+    cuts = [0, 7, 20, 41, 60, len(wire) - 3, len(wire)]  # mid-field, mid-line, mid-end
+    pieces = [wire[a:b] for a, b in itertools.pairwise(cuts)]
+    assert await _relayed(pieces, reads=False) == events
+
+
+async def test_each_read_s_events_reach_the_client_in_one_write() -> None:
+    together = _content("a") + _content("b") + _content("c")
+    pieces = [together, _content("d"), b"data: [DONE]\n\n"]
+    chunks = await _relayed(pieces, reads=True, pause=0.1)
+    assert chunks == [together, _content("d"), b"data: [DONE]\n\n"]
+    assert await _relayed(pieces, reads=False, pause=0.1) == [_content(c) for c in "abcd"] + [
+        b"data: [DONE]\n\n"
+    ]
+
+
+async def test_a_line_past_the_bound_ends_the_stream_with_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sse, "MAX_LINE_BYTES", 256)
+    pieces = [_content("a"), b"data: " + b"x" * 200, b"y" * 200, _content("b")]
+    async with raw_server(_chunked_stream(pieces, 0.05)) as (url, _), _client(url) as client:
+        response = await client.send("POST", "/v1/chat/completions", json={"stream": True})
+        tally = StreamTally(include_usage=False)
+        chunks = [c async for c in relay(response, tally)]
+        finish(response)
+    assert chunks[0] == _content("a")
+    assert tally.failed is not None
+    assert "too long" in tally.failed.message
+    assert chunks[-1] == b"data: [DONE]\n\n"
