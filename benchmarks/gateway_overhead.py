@@ -18,7 +18,16 @@ with no limits under a unique key prefix and deletes every key under that prefix
 end. ``--no-quotas`` runs the gateway with quotas off. Extra gateway settings (tracing,
 for one: ``OTEL_EXPORTER_OTLP_ENDPOINT``) go through ``--gateway-env NAME=value``.
 
+``--floor`` adds ``bare_relay``: the same server, framework and client relaying the request
+and nothing else (no keys, quotas, routing or tracing), the floor the libraries set on the
+machine at hand; what the gateway adds over it is its own work.
+``--litellm`` adds a LiteLLM proxy in front of the same upstream (litellm_proxy: its own
+venv under ~/.cache, one worker, no database), measured after the gateway in the same run
+with the same phases and load, on the same core; its rows are printed beside the others,
+with no verdicts.
+
     .venv/bin/python benchmarks/gateway_overhead.py [--requests 2000] [--seconds 10]
+        [--floor] [--litellm]
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import psutil
 
+from benchmarks import bare_relay, litellm_proxy
 from benchmarks.http_load import LoadResult, build_request, run_count, run_for
 from benchmarks.processes import ROOT, free_port, pin, python_process
 from benchmarks.quota_key import QuotaKey
@@ -76,8 +86,23 @@ class Phase:
 
 
 def _cpu(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    """CPU seconds used by the process ``pid`` and its children (workers, if it forks any)."""
+    root = psutil.Process(pid)
+    times = [p.cpu_times() for p in [root, *root.children(recursive=True)]]
+    return sum(float(t.user + t.system) for t in times)
+
+
+async def _warm(url: str, raw: bytes, requests: int) -> None:
+    warm = await run_count(url, raw, concurrency=4, requests=requests)
+    if warm.errors:
+        raise SystemExit(f"{url} answered {warm.errors} warm-up requests with errors")
+
+
+async def _loaded(name: str, url: str, raw: bytes, pid: int, args: argparse.Namespace) -> Phase:
+    """The throughput phase, with the CPU seconds the process tree of ``pid`` used in it."""
+    before = _cpu(pid)
+    result = await run_for(url, raw, concurrency=args.concurrency, seconds=args.seconds)
+    return Phase(f"{name} c={args.concurrency}", result, _cpu(pid) - before)
 
 
 async def _measure(
@@ -86,9 +111,7 @@ async def _measure(
     direct = build_request(upstream + "/v1/chat/completions", _body("gemma-3-270m"))
     routed = build_request(gateway + "/v1/chat/completions", _body("auto"), auth)
     for raw, url in ((direct, upstream), (routed, gateway)):
-        warm = await run_count(url, raw, concurrency=4, requests=args.warmup)
-        if warm.errors:
-            raise SystemExit(f"{url} answered {warm.errors} warm-up requests with errors")
+        await _warm(url, raw, args.warmup)
     phases = [
         Phase(
             "upstream c=1", await run_count(upstream, direct, concurrency=1, requests=args.requests)
@@ -103,19 +126,55 @@ async def _measure(
             f"upstream c={c}", await run_for(upstream, direct, concurrency=c, seconds=args.seconds)
         )
     )
-    before = _cpu(gateway_pid)
-    loaded = await run_for(gateway, routed, concurrency=c, seconds=args.seconds)
-    phases.append(Phase(f"gateway c={c}", loaded, _cpu(gateway_pid) - before))
+    phases.append(await _loaded("gateway", gateway, routed, gateway_pid, args))
     return phases
 
 
-def _verdicts(phases: list[Phase]) -> dict[str, Any]:
-    up, gw, _, loaded = (p.summary() for p in phases)
-    figures = {
-        "added_p50_ms": round(gw["p50_ms"] - up["p50_ms"], 3),
-        "added_p99_ms": round(gw["p99_ms"] - up["p99_ms"], 3),
-        "gateway_rps_per_core": loaded.get("requests_per_cpu_second", 0),
+async def _measure_beside(
+    name: str, args: argparse.Namespace, url: str, raw: bytes, pid: int
+) -> list[Phase]:
+    """The gateway's phases and load against another proxy (no verdicts)."""
+    await _warm(url, raw, args.warmup)
+    alone = await run_count(url, raw, concurrency=1, requests=args.requests)
+    return [Phase(f"{name} c=1", alone), await _loaded(name, url, raw, pid, args)]
+
+
+async def _measure_floor(args: argparse.Namespace, upstream: str, core: int) -> list[Phase]:
+    """The same phases against ``bare_relay``: uvicorn, FastAPI and aiohttp doing nothing else."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    raw = build_request(url + "/v1/chat/completions", _body("gemma-3-270m"))
+    command = ["-m", "uvicorn", "--factory", "benchmarks.bare_relay:create_app"]
+    command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+    env = {bare_relay.UPSTREAM_ENV: upstream}
+    with python_process(command, cores={core}, ready_url=url + "/healthz", env=env) as process:
+        return await _measure_beside("floor", args, url, raw, process.pid)
+
+
+async def _measure_litellm(
+    args: argparse.Namespace, venv: Path, upstream: str, core: int
+) -> list[Phase]:
+    """The gateway's phases and load against a LiteLLM proxy in front of the same upstream."""
+    port = free_port()
+    proxy = f"http://127.0.0.1:{port}"
+    auth = {"authorization": f"Bearer {litellm_proxy.MASTER_KEY}"}
+    raw = build_request(proxy + "/v1/chat/completions", _body(litellm_proxy.MODEL), auth)
+    with litellm_proxy.litellm_proxy(venv, upstream, port, core=core) as process:
+        return await _measure_beside("litellm", args, proxy, raw, process.pid)
+
+
+def _figures(who: str, upstream: Phase, alone: Phase, loaded: Phase) -> dict[str, Any]:
+    """What ``who`` adds to the upstream's latency at c=1, and its req/s per CPU-second."""
+    up, one = upstream.summary(), alone.summary()
+    return {
+        "added_p50_ms": round(one["p50_ms"] - up["p50_ms"], 3),
+        "added_p99_ms": round(one["p99_ms"] - up["p99_ms"], 3),
+        f"{who}_rps_per_core": loaded.summary().get("requests_per_cpu_second", 0),
     }
+
+
+def _verdicts(phases: list[Phase]) -> dict[str, Any]:
+    figures = _figures("gateway", phases[0], phases[1], phases[3])
     return {
         name: {
             "value": value,
@@ -126,8 +185,15 @@ def _verdicts(phases: list[Phase]) -> dict[str, Any]:
     }
 
 
-def _print(phases: list[Phase], verdicts: dict[str, Any], config: dict[str, Any]) -> None:
+def _print(
+    phases: list[Phase],
+    verdicts: dict[str, Any],
+    config: dict[str, Any],
+    beside: dict[str, dict[str, Any]],
+) -> None:
     print(f"gateway: {config['gateway']}")
+    for name in beside:
+        print(f"{name}: {config[name]}")
     print(
         f"{'phase':<18}{'requests':>9}{'errors':>8}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}"
         f"{'req/CPU-s':>11}"
@@ -143,6 +209,10 @@ def _print(phases: list[Phase], verdicts: dict[str, Any], config: dict[str, Any]
         sign = ">=" if name.endswith("per_core") else "<="
         verdict = "PASS" if v["pass"] else "FAIL"
         print(f"{name:<22}{v['value']:>10}   target {sign} {v['target']:<8} {verdict}")
+    for who, figures in beside.items():
+        for name, value in figures.items():
+            label = f"{who} {name.removeprefix(who + '_')}"
+            print(f"{label:<22}{value:>10}   no target (comparison)")
 
 
 def _tracing_note(env: dict[str, str]) -> str:
@@ -190,16 +260,20 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "warning",
         "--no-access-log",
     ]
+    venv = litellm_proxy.ensure_venv(args.litellm_version) if args.litellm else None
+    beside: dict[str, list[Phase]] = {}
     try:
-        with (
-            python_process(
-                upstream_args, cores={args.load_core}, ready_url=upstream + "/v1/models"
-            ),
-            python_process(
-                gateway_args, cores={args.gateway_core}, ready_url=gateway + "/healthz", env=env
-            ) as gw,
+        with python_process(
+            upstream_args, cores={args.load_core}, ready_url=upstream + "/v1/models"
         ):
-            phases = await _measure(args, upstream, gateway, gw.pid, auth)
+            with python_process(
+                gateway_args, cores={args.gateway_core}, ready_url=gateway + "/healthz", env=env
+            ) as gw:
+                phases = await _measure(args, upstream, gateway, gw.pid, auth)
+            if args.floor:
+                beside["floor"] = await _measure_floor(args, upstream, args.gateway_core)
+            if venv:
+                beside["litellm"] = await _measure_litellm(args, venv, upstream, args.gateway_core)
     finally:
         await key.delete_all()
     config = {
@@ -208,9 +282,20 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "gateway_core": args.gateway_core,
         "load_core": args.load_core,
     }
+    if args.floor:
+        config["floor"] = "uvicorn + FastAPI + aiohttp relaying only (benchmarks/bare_relay.py)"
+    if venv:
+        config["litellm"] = f"LiteLLM {args.litellm_version} proxy, 1 worker, no DB, master key"
     verdicts = _verdicts(phases)
-    _print(phases, verdicts, config)
-    return {"config": config, "phases": {p.name: p.summary() for p in phases}, "verdicts": verdicts}
+    figures = {name: _figures(name, phases[0], *pair[:2]) for name, pair in beside.items()}
+    phases += [phase for pair in beside.values() for phase in pair]
+    _print(phases, verdicts, config, figures)
+    return {
+        "config": config,
+        "phases": {p.name: p.summary() for p in phases},
+        "verdicts": verdicts,
+        **figures,
+    }
 
 
 def _write(result: dict[str, Any]) -> Path:
@@ -237,6 +322,11 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--no-quotas", action="store_true", help="gateway with quotas off")
     parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument(
+        "--floor", action="store_true", help="add rows for a relay doing nothing else"
+    )
+    parser.add_argument("--litellm", action="store_true", help="add a LiteLLM proxy's rows")
+    parser.add_argument("--litellm-version", default=litellm_proxy.VERSION)
     args = parser.parse_args()
     try:
         import uvloop

@@ -1,18 +1,23 @@
-"""The soak sampler's verdict and sampling, and the benchmark's load generator and upstream."""
+"""The soak sampler, and the benchmarks' load generator, upstream and relays."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+from pathlib import Path
 
+import httpx
 import psutil
 import pytest
+import yaml
 
+from benchmarks import bare_relay, litellm_proxy
 from benchmarks.fast_upstream import UpstreamProtocol
 from benchmarks.http_load import build_request, run_count
 from benchmarks.stack_vs_engine import engine_flags
 from loadtests.soak_sampler import Sample, sample, verdict
+from tests.support.servers import serve_in_thread
 
 
 def _samples(rss: list[float] | list[int], conns: list[int]) -> list[Sample]:
@@ -79,3 +84,38 @@ def test_load_generator_against_the_fast_upstream() -> None:
     done, errors, answer = asyncio.run(run())
     assert (done, errors) == (30, 0)
     assert b'"completion_tokens": 5' in answer
+
+
+def test_the_bare_relay_passes_the_upstream_answer_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def run() -> tuple[bytes, bytes, int]:
+        loop = asyncio.get_running_loop()
+        upstream = await loop.create_server(UpstreamProtocol, "127.0.0.1", 0)
+        up_url = f"http://127.0.0.1:{upstream.sockets[0].getsockname()[1]}"
+        monkeypatch.setenv(bare_relay.UPSTREAM_ENV, up_url)
+        body = {"model": "m", "stream": True}
+        with serve_in_thread(bare_relay.create_app()) as relay_url:
+            async with httpx.AsyncClient() as client:
+                direct, relayed = [
+                    (await client.post(url + "/v1/chat/completions", json=body)).content
+                    for url in (up_url, relay_url)
+                ]
+            raw = build_request(relay_url + "/v1/chat/completions", json.dumps(body).encode())
+            loaded = await run_count(relay_url, raw, concurrency=2, requests=10)
+        upstream.close()
+        await upstream.wait_closed()
+        return direct, relayed, loaded.errors
+
+    direct, relayed, errors = asyncio.run(run())
+    assert direct.endswith(b"data: [DONE]\n\n")
+    assert relayed == direct
+    assert errors == 0
+
+
+def test_the_litellm_config_points_at_the_upstream(tmp_path: Path) -> None:
+    config = yaml.safe_load(litellm_proxy.write_config(tmp_path, "http://127.0.0.1:9").read_text())
+    (model,) = config["model_list"]
+    assert model["model_name"] == litellm_proxy.MODEL
+    assert model["litellm_params"]["api_base"] == "http://127.0.0.1:9/v1"
+    assert config["general_settings"]["master_key"] == litellm_proxy.MASTER_KEY
