@@ -4,7 +4,9 @@ One Serve application (``--profile``, default cpu-text: the 270M engine) and two
 processes with keys in Redis: one as deployed (priority classes and the fair share on),
 one with the fair share off. The phases run one after another on the same engine:
 
-    idle       interactive streams (an ``interactive``-class key), one at a time, alone
+    idle       interactive streams (an ``interactive``-class key), one at a time, alone;
+               each is followed by one sent straight to Serve with the same engine
+               priority, which splits a probe's time between the gateway and the rest
     priority   the same streams while ``--flood`` clients keep sending long answers
                (``--flood-tokens``) with a ``batch``-class key: the engine is saturated
     fcfs       ``--fcfs-probes`` such streams through the gateway without fair share, both
@@ -28,6 +30,9 @@ offer a fixed factor over capacity keeps the engine saturated on any machine and
 the scheduler's fairness as what is measured. The max-min fair allocation is printed
 beside what each tenant got.
 
+The bulk flood runs in a process of its own and reads its streams without parsing them,
+so the probes' clock (this process's event loop) never waits on the flood's stream reads.
+
 Printed: TTFT p50/p99 per phase, each flood phase's p99 over the idle p99 (target: at most
 1.5x with priority on), the fairness figures (targets: the light tenant served at least
 90% of what it offered, Jain's index at least 0.9); written to results/benchmarks/. It
@@ -42,14 +47,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import platform
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -59,6 +67,7 @@ import httpx
 from benchmarks.processes import ROOT, free_port, python_process
 from benchmarks.quota_key import QuotaKey
 from benchmarks.stack_vs_engine import _quantile, engine_command, serve_app
+from gateway import priority
 from gateway.priority import PriorityClass
 from gateway.settings import FairShareSettings
 
@@ -67,6 +76,12 @@ TTFT_TARGET = 1.5
 LIGHT_SERVED_TARGET = 0.9
 JAIN_TARGET = 0.9
 PROMPT = [{"role": "user", "content": "Tell me about lighthouses."}]
+
+
+class EventLike(Protocol):
+    """A ``multiprocessing`` event as the flood process sees it."""
+
+    def is_set(self) -> bool: ...
 
 
 def _body(model: str, max_tokens: int) -> dict[str, Any]:
@@ -83,7 +98,7 @@ def _body(model: str, max_tokens: int) -> dict[str, Any]:
 async def _ttft(client: httpx.AsyncClient, secret: str, body: dict[str, Any]) -> float | None:
     """Seconds to the first content of a stream (``None`` when it failed)."""
     started = time.perf_counter()
-    headers = {"authorization": f"Bearer {secret}"}
+    headers = {"authorization": f"Bearer {secret}"} if secret else {}
     first: float | None = None
     try:
         async with client.stream("POST", "/chat/completions", json=body, headers=headers) as r:
@@ -109,38 +124,88 @@ def _figures(ttfts: list[float | None]) -> dict[str, Any]:
     }
 
 
-async def _probes(client: httpx.AsyncClient, secret: str, model: str, n: int) -> dict[str, Any]:
-    ttfts = []
+async def _probes(
+    client: httpx.AsyncClient, secret: str, model: str, n: int, serve: httpx.AsyncClient
+) -> dict[str, Any]:
+    """``n`` probes through the gateway, each followed by one straight to Serve.
+
+    The straight probe carries the engine priority the gateway gives the interactive class,
+    so the two differ only by the gateway's hop; seen under the same conditions, they
+    split the probe's time to first token between the gateway and what lies behind it.
+    """
+    ttfts, direct = [], []
+    straight = priority.with_priority(_body(model, 8), PriorityClass.INTERACTIVE)
     for _ in range(n):
         ttfts.append(await _ttft(client, secret, _body(model, 8)))
-        await asyncio.sleep(0.2)
-    return _figures(ttfts)
+        await asyncio.sleep(0.1)
+        direct.append(await _ttft(serve, "", straight))
+        await asyncio.sleep(0.1)
+    return {**_figures(ttfts), "serve": _figures(direct)}
+
+
+async def _drain_streams(
+    base_url: str, secret: str, body: dict[str, Any], clients: int, stop: EventLike
+) -> None:
+    """``clients`` streams back to back until ``stop``, each read to its end unparsed."""
+    headers = {"authorization": f"Bearer {secret}"}
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=clients)
+
+    async def one(client: httpx.AsyncClient) -> None:
+        while not stop.is_set():
+            try:
+                async with client.stream(
+                    "POST", "/chat/completions", json=body, headers=headers
+                ) as r:
+                    async for _ in r.aiter_raw():
+                        pass
+            except httpx.HTTPError:
+                await asyncio.sleep(0.1)
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=900, limits=limits) as client:
+        await asyncio.gather(*(one(client) for _ in range(clients)))
+
+
+def _flood_process(
+    base_url: str, secret: str, body: dict[str, Any], clients: int, stop: EventLike
+) -> None:
+    """The flood's own process: its streams never hold up the probes' event loop."""
+    asyncio.run(_drain_streams(base_url, secret, body, clients, stop))
+
+
+@contextmanager
+def _flood(base_url: str, secret: str, body: dict[str, Any], clients: int) -> Iterator[None]:
+    """A bulk flood in a process of its own while the block runs; its streams end with it."""
+    spawn = multiprocessing.get_context("spawn")
+    stop = spawn.Event()
+    process = spawn.Process(
+        target=_flood_process, args=(base_url, secret, body, clients, stop), daemon=True
+    )
+    process.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        process.terminate()  # the streams in flight are dropped: the gateway aborts them
+        process.join(10)
 
 
 async def _flooded(
     client: httpx.AsyncClient,
+    serve: httpx.AsyncClient,
     args: argparse.Namespace,
     model: str,
     live: str,
     bulk: str,
     probes: int,
 ) -> dict[str, Any]:
-    """Interactive probes while ``args.flood`` clients keep the engine full."""
-    stop = asyncio.Event()
+    """Interactive probes while ``args.flood`` clients keep the engine full.
 
-    async def flood() -> None:
-        while not stop.is_set():
-            await _ttft(client, bulk, _body(model, args.flood_tokens))
-
-    workers = [asyncio.create_task(flood()) for _ in range(args.flood)]
-    await asyncio.sleep(args.warm_seconds)  # the flood fills every slot and a queue
-    try:
-        return await _probes(client, live, model, probes)
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+    The flood runs in a process of its own, so reading its streams does not delay the
+    probes' clock; the probes are the only streams this process reads.
+    """
+    with _flood(str(client.base_url), bulk, _body(model, args.flood_tokens), args.flood):
+        await asyncio.sleep(args.warm_seconds)  # the flood fills every slot and a queue
+        return await _probes(client, live, model, probes, serve)
 
 
 async def _capacity(
@@ -219,7 +284,7 @@ async def _fairness(
 
 
 async def _run(
-    args: argparse.Namespace, gateway: str, unshared: str, model: str, prefix: str
+    args: argparse.Namespace, gateway: str, unshared: str, serve_url: str, model: str, prefix: str
 ) -> dict[str, Any]:
     key = QuotaKey(args.redis_url, prefix)
     secrets = {
@@ -236,15 +301,16 @@ async def _run(
     async with (
         httpx.AsyncClient(base_url=gateway + "/v1", timeout=900, limits=limits) as client,
         httpx.AsyncClient(base_url=unshared + "/v1", timeout=900, limits=limits) as plain,
+        httpx.AsyncClient(base_url=serve_url, timeout=900, limits=limits) as serve,
     ):
         await _ttft(client, s["interactive"], _body(model, 4))  # warm-up
-        results["idle"] = await _probes(client, s["interactive"], model, args.probes)
+        results["idle"] = await _probes(client, s["interactive"], model, args.probes, serve)
         results["priority"] = await _flooded(
-            client, args, model, s["interactive"], s["batch"], args.probes
+            client, serve, args, model, s["interactive"], s["batch"], args.probes
         )
         if "fcfs" in args.phases:
             results["fcfs"] = await _flooded(
-                plain, args, model, s["live-standard"], s["bulk-standard"], args.fcfs_probes
+                plain, serve, args, model, s["live-standard"], s["bulk-standard"], args.fcfs_probes
             )
         if "fairness" in args.phases:
             light_rate = args.light_rate
@@ -264,17 +330,21 @@ async def _run(
 
 def report(results: dict[str, Any]) -> None:
     idle_p99 = results["idle"]["ttft_p99_ms"]
+    serve_idle_p99 = results["idle"]["serve"]["ttft_p99_ms"]
     print(
         f"{'phase':<10}{'probes':>7}{'errors':>7}{'TTFT p50':>10}{'TTFT p99':>10}{'x idle p99':>12}"
+        f"   straight to Serve: {'p50':>7}{'p99':>9}{'x idle p99':>12}"
     )
     for phase in ("idle", "priority", "fcfs"):
         if phase not in results:
             continue
-        f = results[phase]
+        f, d = results[phase], results[phase]["serve"]
         ratio = f["ttft_p99_ms"] / idle_p99 if idle_p99 else float("nan")
+        serve_ratio = d["ttft_p99_ms"] / serve_idle_p99 if serve_idle_p99 else float("nan")
         print(
             f"{phase:<10}{f['probes']:>7}{f['errors']:>7}{f['ttft_p50_ms']:>10}"
             f"{f['ttft_p99_ms']:>10}{ratio:>12.2f}"
+            f"   {'':>19}{d['ttft_p50_ms']:>7}{d['ttft_p99_ms']:>9}{serve_ratio:>12.2f}"
         )
     ratio = results["priority"]["ttft_p99_ms"] / idle_p99 if idle_p99 else float("nan")
     verdict = "PASS" if ratio <= TTFT_TARGET else "FAIL"
@@ -367,7 +437,7 @@ def main() -> None:
             python_process(commands[0], cores=cores, ready_url=gateway + "/healthz", env=env),
             python_process(commands[1], cores=cores, ready_url=unshared + "/healthz", env=off),
         ):
-            results = asyncio.run(_run(args, gateway, unshared, model, prefix))
+            results = asyncio.run(_run(args, gateway, unshared, serve_url, model, prefix))
     report(results)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)
