@@ -23,8 +23,9 @@ from fastapi.responses import StreamingResponse
 UPSTREAM_ENV = "BARE_RELAY_UPSTREAM"
 
 
-def create_app() -> FastAPI:
-    upstream = os.environ[UPSTREAM_ENV]
+def create_app(upstream: str | None = None) -> FastAPI:
+    """The relay to ``upstream`` (a base URL; default: ``BARE_RELAY_UPSTREAM``)."""
+    upstream = upstream or os.environ[UPSTREAM_ENV]
     sessions: list[aiohttp.ClientSession] = []
 
     @asynccontextmanager

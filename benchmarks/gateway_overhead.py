@@ -92,6 +92,12 @@ def _cpu(pid: int) -> float:
     return sum(float(t.user + t.system) for t in times)
 
 
+def _uvicorn(factory: str, port: int) -> list[str]:
+    """Arguments of a quiet uvicorn serving the app ``factory`` builds, on ``port``."""
+    quiet = ["--log-level", "warning", "--no-access-log"]
+    return ["-m", "uvicorn", "--factory", factory, "--port", str(port), *quiet]
+
+
 async def _warm(url: str, raw: bytes, requests: int) -> None:
     warm = await run_count(url, raw, concurrency=4, requests=requests)
     if warm.errors:
@@ -144,8 +150,7 @@ async def _measure_floor(args: argparse.Namespace, upstream: str, core: int) -> 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     raw = build_request(url + "/v1/chat/completions", _body("gemma-3-270m"))
-    command = ["-m", "uvicorn", "--factory", "benchmarks.bare_relay:create_app"]
-    command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+    command = _uvicorn("benchmarks.bare_relay:create_app", port)
     env = {bare_relay.UPSTREAM_ENV: upstream}
     with python_process(command, cores={core}, ready_url=url + "/healthz", env=env) as process:
         return await _measure_beside("floor", args, url, raw, process.pid)
@@ -249,17 +254,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     secret = await key.create()
     auth = {"authorization": f"Bearer {secret}"} if secret else {}
     upstream_args = ["-m", "benchmarks.fast_upstream", "--port", str(up_port)]
-    gateway_args = [
-        "-m",
-        "uvicorn",
-        "--factory",
-        "gateway.app:create_app_from_env",
-        "--port",
-        str(gw_port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
+    gateway_args = _uvicorn("gateway.app:create_app_from_env", gw_port)
     venv = litellm_proxy.ensure_venv(args.litellm_version) if args.litellm else None
     beside: dict[str, list[Phase]] = {}
     try:

@@ -209,12 +209,10 @@ async def test_each_read_s_events_reach_the_client_in_one_write() -> None:
     ]
 
 
-async def test_a_line_past_the_bound_ends_the_stream_with_an_error(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(sse, "MAX_LINE_BYTES", 256)
-    pieces = [_content("a"), b"data: " + b"x" * 200, b"y" * 200, _content("b")]
-    async with raw_server(_chunked_stream(pieces, 0.05)) as (url, _), _client(url) as client:
+async def test_a_line_past_the_bound_ends_the_stream_with_an_error() -> None:
+    long = b"x" * (sse.MAX_LINE_BYTES // 4)
+    pieces = [_content("a"), b"data: ", *[long] * 5, _content("b")]
+    async with raw_server(_chunked_stream(pieces, 0.01)) as (url, _), _client(url) as client:
         response = await client.send("POST", "/v1/chat/completions", json={"stream": True})
         tally = StreamTally(include_usage=False)
         chunks = [c async for c in relay(response, tally)]

@@ -86,16 +86,13 @@ def test_load_generator_against_the_fast_upstream() -> None:
     assert b'"completion_tokens": 5' in answer
 
 
-def test_the_bare_relay_passes_the_upstream_answer_through(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_bare_relay_passes_the_upstream_answer_through() -> None:
     async def run() -> tuple[bytes, bytes, int]:
         loop = asyncio.get_running_loop()
         upstream = await loop.create_server(UpstreamProtocol, "127.0.0.1", 0)
         up_url = f"http://127.0.0.1:{upstream.sockets[0].getsockname()[1]}"
-        monkeypatch.setenv(bare_relay.UPSTREAM_ENV, up_url)
         body = {"model": "m", "stream": True}
-        with serve_in_thread(bare_relay.create_app()) as relay_url:
+        with serve_in_thread(bare_relay.create_app(up_url)) as relay_url:
             async with httpx.AsyncClient() as client:
                 direct, relayed = [
                     (await client.post(url + "/v1/chat/completions", json=body)).content
