@@ -8,7 +8,16 @@ one with the fair share off. The phases run one after another on the same engine
                each is followed by one sent straight to Serve with the same engine
                priority, which splits a probe's time between the gateway and the rest
     priority   the same streams while ``--flood`` clients keep sending long answers
-               (``--flood-tokens``) with a ``batch``-class key: the engine is saturated
+               (``--flood-tokens``) with a ``batch``-class key: the engine is saturated.
+               The flood asks for whole answers, as a Batch API job's lines do
+               (``--flood-stream`` streams them instead)
+    batch=F    (``--also-batch-fraction F``) the priority phase again through a third
+               gateway whose batch class holds at most F of the slots: fewer bulk
+               sequences share each engine step, so the step a probe waits out is shorter,
+               and the bulk tokens/s printed beside it show what that costs
+    streamed   (optional) the priority phase again with the flood's answers streamed, as
+               bulk traffic from a streaming client would be: every flood token then
+               also passes Serve's proxy, the gateway and a client on the same cores
     fcfs       ``--fcfs-probes`` such streams through the gateway without fair share, both
                keys in one class (``standard``): first come, first served, as without any
                of it (each waits behind the whole flood, so a few show it)
@@ -33,13 +42,15 @@ beside what each tenant got.
 The bulk flood runs in a process of its own and reads its streams without parsing them,
 so the probes' clock (this process's event loop) never waits on the flood's stream reads.
 
-Printed: TTFT p50/p99 per phase, each flood phase's p99 over the idle p99 (target: at most
-1.5x with priority on), the fairness figures (targets: the light tenant served at least
-90% of what it offered, Jain's index at least 0.9); written to results/benchmarks/. It
-starts an engine: run it alone (``flock /tmp/gemma-engine.lock ...``).
+Printed: TTFT p50/p99 per phase, the bulk output tokens/s the flood got meanwhile, each
+flood phase's p99 over the idle p99 (target: at most 1.5x with priority on), the fairness
+figures (targets: the light tenant served at least 90% of what it offered, Jain's index at
+least 0.9); written to results/benchmarks/. It starts an engine: run it alone
+(``flock /tmp/gemma-engine.lock ...``).
 
     .venv/bin/python benchmarks/priority_isolation.py [--probes 20] [--flood 16]
-        [--phases fcfs fairness] [--batch-fraction 0.75]
+        [--phases streamed fcfs fairness] [--flood-stream] [--batch-fraction 0.75]
+        [--also-batch-fraction 0.5]
 """
 
 from __future__ import annotations
@@ -54,7 +65,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -84,14 +95,22 @@ class EventLike(Protocol):
     def is_set(self) -> bool: ...
 
 
-def _body(model: str, max_tokens: int) -> dict[str, Any]:
+class CounterLike(Protocol):
+    """A shared ``multiprocessing`` integer: the flood's answers read to their end."""
+
+    value: int
+
+    def get_lock(self) -> Any: ...
+
+
+def _body(model: str, max_tokens: int, *, stream: bool = True) -> dict[str, Any]:
     return {
         "model": model,
         "messages": PROMPT,
         "max_tokens": max_tokens,
         "ignore_eos": True,
         "temperature": 0.0,
-        "stream": True,
+        "stream": stream,
     }
 
 
@@ -143,10 +162,16 @@ async def _probes(
     return {**_figures(ttfts), "serve": _figures(direct)}
 
 
-async def _drain_streams(
-    base_url: str, secret: str, body: dict[str, Any], clients: int, stop: EventLike
+async def _drain(
+    base_url: str,
+    secret: str,
+    body: dict[str, Any],
+    clients: int,
+    stop: EventLike,
+    answered: CounterLike,
 ) -> None:
-    """``clients`` streams back to back until ``stop``, each read to its end unparsed."""
+    """``clients`` requests back to back until ``stop``, each answer read to its end unparsed
+    (``answered`` counts those that came back whole with status 200)."""
     headers = {"authorization": f"Bearer {secret}"}
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=clients)
 
@@ -158,6 +183,9 @@ async def _drain_streams(
                 ) as r:
                     async for _ in r.aiter_raw():
                         pass
+                if r.status_code == 200:
+                    with answered.get_lock():
+                        answered.value += 1
             except httpx.HTTPError:
                 await asyncio.sleep(0.1)
 
@@ -166,23 +194,34 @@ async def _drain_streams(
 
 
 def _flood_process(
-    base_url: str, secret: str, body: dict[str, Any], clients: int, stop: EventLike
+    base_url: str,
+    secret: str,
+    body: dict[str, Any],
+    clients: int,
+    stop: EventLike,
+    answered: CounterLike,
 ) -> None:
-    """The flood's own process: its streams never hold up the probes' event loop."""
-    asyncio.run(_drain_streams(base_url, secret, body, clients, stop))
+    """The flood's own process: its answers never hold up the probes' event loop."""
+    asyncio.run(_drain(base_url, secret, body, clients, stop, answered))
 
 
 @contextmanager
-def _flood(base_url: str, secret: str, body: dict[str, Any], clients: int) -> Iterator[None]:
-    """A bulk flood in a process of its own while the block runs; its streams end with it."""
+def _flood(base_url: str, secret: str, body: dict[str, Any], clients: int) -> Iterator[CounterLike]:
+    """A bulk flood in a process of its own while the block runs; its streams end with it.
+
+    Yields the count of the flood's answers served whole so far.
+    """
     spawn = multiprocessing.get_context("spawn")
     stop = spawn.Event()
+    answered = spawn.Value("i", 0)
     process = spawn.Process(
-        target=_flood_process, args=(base_url, secret, body, clients, stop), daemon=True
+        target=_flood_process,
+        args=(base_url, secret, body, clients, stop, answered),
+        daemon=True,
     )
     process.start()
     try:
-        yield
+        yield answered
     finally:
         stop.set()
         process.terminate()  # the streams in flight are dropped: the gateway aborts them
@@ -197,15 +236,25 @@ async def _flooded(
     live: str,
     bulk: str,
     probes: int,
+    *,
+    stream: bool,
 ) -> dict[str, Any]:
     """Interactive probes while ``args.flood`` clients keep the engine full.
 
-    The flood runs in a process of its own, so reading its streams does not delay the
-    probes' clock; the probes are the only streams this process reads.
+    The flood runs in a process of its own, so reading its answers does not delay the
+    probes' clock; the probes are the only streams this process reads. Also returned:
+    the bulk output tokens per second the flood got served while the probes ran (its
+    whole answers in that time, each ``args.flood_tokens`` long).
     """
-    with _flood(str(client.base_url), bulk, _body(model, args.flood_tokens), args.flood):
+    body = _body(model, args.flood_tokens, stream=stream)
+    with _flood(str(client.base_url), bulk, body, args.flood) as answered:
         await asyncio.sleep(args.warm_seconds)  # the flood fills every slot and a queue
-        return await _probes(client, live, model, probes, serve)
+        before, started = answered.value, time.perf_counter()
+        figures = await _probes(client, live, model, probes, serve)
+        answers = answered.value - before
+        seconds = time.perf_counter() - started
+    bulk_tps = answers * args.flood_tokens / seconds if seconds else 0.0
+    return {**figures, "flood_answers": answers, "flood_tokens_per_s": round(bulk_tps, 1)}
 
 
 async def _capacity(
@@ -284,7 +333,13 @@ async def _fairness(
 
 
 async def _run(
-    args: argparse.Namespace, gateway: str, unshared: str, serve_url: str, model: str, prefix: str
+    args: argparse.Namespace,
+    gateway: str,
+    unshared: str,
+    serve_url: str,
+    model: str,
+    prefix: str,
+    other_share: str | None = None,
 ) -> dict[str, Any]:
     key = QuotaKey(args.redis_url, prefix)
     secrets = {
@@ -297,7 +352,7 @@ async def _run(
     }
     s = {name: str(secret) for name, secret in secrets.items()}
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"flood_stream": args.flood_stream}
     async with (
         httpx.AsyncClient(base_url=gateway + "/v1", timeout=900, limits=limits) as client,
         httpx.AsyncClient(base_url=unshared + "/v1", timeout=900, limits=limits) as plain,
@@ -305,12 +360,32 @@ async def _run(
     ):
         await _ttft(client, s["interactive"], _body(model, 4))  # warm-up
         results["idle"] = await _probes(client, s["interactive"], model, args.probes, serve)
+        live, bulk, n = s["interactive"], s["batch"], args.probes
+        stream = args.flood_stream
         results["priority"] = await _flooded(
-            client, serve, args, model, s["interactive"], s["batch"], args.probes
+            client, serve, args, model, live, bulk, n, stream=stream
         )
+        if other_share is not None:
+            async with httpx.AsyncClient(
+                base_url=other_share + "/v1", timeout=900, limits=limits
+            ) as other:
+                results[_other_phase(args)] = await _flooded(
+                    other, serve, args, model, live, bulk, n, stream=stream
+                )
+        if "streamed" in args.phases and not stream:
+            results["streamed"] = await _flooded(
+                client, serve, args, model, live, bulk, n, stream=True
+            )
         if "fcfs" in args.phases:
             results["fcfs"] = await _flooded(
-                plain, serve, args, model, s["live-standard"], s["bulk-standard"], args.fcfs_probes
+                plain,
+                serve,
+                args,
+                model,
+                s["live-standard"],
+                s["bulk-standard"],
+                args.fcfs_probes,
+                stream=stream,
             )
         if "fairness" in args.phases:
             light_rate = args.light_rate
@@ -328,27 +403,44 @@ async def _run(
     return results
 
 
+def _other_phase(args: argparse.Namespace) -> str:
+    return f"batch={args.also_batch_fraction:g}"
+
+
 def report(results: dict[str, Any]) -> None:
     idle_p99 = results["idle"]["ttft_p99_ms"]
     serve_idle_p99 = results["idle"]["serve"]["ttft_p99_ms"]
     print(
-        f"{'phase':<10}{'probes':>7}{'errors':>7}{'TTFT p50':>10}{'TTFT p99':>10}{'x idle p99':>12}"
+        f"{'phase':<12}{'probes':>7}{'errors':>7}{'TTFT p50':>10}{'TTFT p99':>10}"
+        f"{'x idle p99':>12}{'bulk tok/s':>12}"
         f"   straight to Serve: {'p50':>7}{'p99':>9}{'x idle p99':>12}"
     )
-    for phase in ("idle", "priority", "fcfs"):
+    others = [p for p in results if p.startswith("batch=")]
+    for phase in ("idle", "priority", *others, "streamed", "fcfs"):
         if phase not in results:
             continue
         f, d = results[phase], results[phase]["serve"]
         ratio = f["ttft_p99_ms"] / idle_p99 if idle_p99 else float("nan")
         serve_ratio = d["ttft_p99_ms"] / serve_idle_p99 if serve_idle_p99 else float("nan")
         print(
-            f"{phase:<10}{f['probes']:>7}{f['errors']:>7}{f['ttft_p50_ms']:>10}"
-            f"{f['ttft_p99_ms']:>10}{ratio:>12.2f}"
+            f"{phase:<12}{f['probes']:>7}{f['errors']:>7}{f['ttft_p50_ms']:>10}"
+            f"{f['ttft_p99_ms']:>10}{ratio:>12.2f}{f.get('flood_tokens_per_s', ''):>12}"
             f"   {'':>19}{d['ttft_p50_ms']:>7}{d['ttft_p99_ms']:>9}{serve_ratio:>12.2f}"
         )
-    ratio = results["priority"]["ttft_p99_ms"] / idle_p99 if idle_p99 else float("nan")
-    verdict = "PASS" if ratio <= TTFT_TARGET else "FAIL"
-    print(f"target: priority p99 <= {TTFT_TARGET}x idle p99: {ratio:.2f}x {verdict}")
+    flood = "streamed" if results.get("flood_stream") else "whole answers"
+    for phase, what in (
+        ("priority", flood),
+        *((o, flood) for o in others),
+        ("streamed", "streamed"),
+    ):
+        if phase not in results:
+            continue
+        ratio = results[phase]["ttft_p99_ms"] / idle_p99 if idle_p99 else float("nan")
+        verdict = "PASS" if ratio <= TTFT_TARGET else "FAIL"
+        print(
+            f"target: {phase} p99 (flood of {what}) <= {TTFT_TARGET}x idle p99: "
+            f"{ratio:.2f}x {verdict}"
+        )
     if "fairness" not in results:
         return
     fair = results["fairness"]
@@ -386,12 +478,17 @@ def main() -> None:
     )
     parser.add_argument("--flood", type=int, default=16, help="concurrent bulk clients")
     parser.add_argument("--flood-tokens", type=int, default=200)
+    parser.add_argument(
+        "--flood-stream",
+        action="store_true",
+        help="the flood streams its answers (default: whole answers, as Batch API lines)",
+    )
     parser.add_argument("--warm-seconds", type=float, default=5.0)
     parser.add_argument(
         "--phases",
         nargs="*",
-        choices=("fcfs", "fairness"),
-        default=["fcfs", "fairness"],
+        choices=("streamed", "fcfs", "fairness"),
+        default=["streamed", "fcfs", "fairness"],
         help="phases after idle and priority (both always run)",
     )
     parser.add_argument(
@@ -415,6 +512,12 @@ def main() -> None:
         default=FairShareSettings().batch_fraction,
         help="share of a model's slots the batch class may hold (the gateway's setting)",
     )
+    parser.add_argument(
+        "--also-batch-fraction",
+        type=float,
+        default=None,
+        help="repeat the priority phase through a gateway with this batch fraction",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
     _, _, model = engine_command(args.profile, 0)
@@ -426,18 +529,33 @@ def main() -> None:
             "GATEWAY_QUOTA__KEY_PREFIX": prefix,
             "GATEWAY_FAIR_SHARE__BATCH_FRACTION": str(args.batch_fraction),
         }
-        ports = free_port(), free_port()
-        gateway, unshared = (f"http://127.0.0.1:{p}" for p in ports)
+        ports = free_port(), free_port(), free_port()
+        gateway, unshared, other = (f"http://127.0.0.1:{p}" for p in ports)
         uvicorn = ["-m", "uvicorn", "--factory", "gateway.app:create_app_from_env"]
         quiet = ["--log-level", "warning", "--no-access-log"]
         commands = [[*uvicorn, "--port", str(p), *quiet] for p in ports]
         cores = set(os.sched_getaffinity(0))
         off = {**env, "GATEWAY_FAIR_SHARE__ENABLED": "false"}
-        with (
-            python_process(commands[0], cores=cores, ready_url=gateway + "/healthz", env=env),
-            python_process(commands[1], cores=cores, ready_url=unshared + "/healthz", env=off),
-        ):
-            results = asyncio.run(_run(args, gateway, unshared, serve_url, model, prefix))
+        with ExitStack() as stack:
+            stack.enter_context(
+                python_process(commands[0], cores=cores, ready_url=gateway + "/healthz", env=env)
+            )
+            stack.enter_context(
+                python_process(commands[1], cores=cores, ready_url=unshared + "/healthz", env=off)
+            )
+            other_share = None
+            if args.also_batch_fraction is not None:
+                fraction = str(args.also_batch_fraction)
+                shared = {**env, "GATEWAY_FAIR_SHARE__BATCH_FRACTION": fraction}
+                stack.enter_context(
+                    python_process(
+                        commands[2], cores=cores, ready_url=other + "/healthz", env=shared
+                    )
+                )
+                other_share = other
+            results = asyncio.run(
+                _run(args, gateway, unshared, serve_url, model, prefix, other_share)
+            )
     report(results)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)
