@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
+import threading
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from benchmarks import bare_relay, litellm_proxy
+from benchmarks import bare_relay, litellm_proxy, priority_isolation
 from benchmarks.fast_upstream import UpstreamProtocol
 from benchmarks.http_load import build_request, run_count
 from benchmarks.stack_vs_engine import engine_flags
@@ -116,3 +122,30 @@ def test_the_litellm_config_points_at_the_upstream(tmp_path: Path) -> None:
     assert model["model_name"] == litellm_proxy.MODEL
     assert model["litellm_params"]["api_base"] == "http://127.0.0.1:9/v1"
     assert config["general_settings"]["master_key"] == litellm_proxy.MASTER_KEY
+
+
+@pytest.mark.parametrize(("secret", "counted"), [("ok", True), ("refused", False)])
+def test_the_flood_counts_only_whole_answers(secret: str, counted: bool) -> None:
+    """The priority benchmark's flood counts the answers served whole, not the refusals."""
+    served = {"ok": 0, "refused": 0}
+    stop = threading.Event()
+
+    async def upstream(request: Request) -> Response:
+        await request.body()
+        if request.headers["authorization"] != "Bearer ok":
+            served["refused"] += 1
+            if served["refused"] >= 5:
+                stop.set()
+            return JSONResponse({"error": {"message": "no"}}, status_code=429)
+        served["ok"] += 1
+        if served["ok"] >= 5:
+            stop.set()
+        return JSONResponse({"choices": [{"message": {"content": "x" * 200}}]})
+
+    app = Starlette(routes=[Route("/v1/chat/completions", upstream, methods=["POST"])])
+    answered = multiprocessing.get_context("spawn").Value("i", 0)
+    with serve_in_thread(app) as url:
+        body = {"model": "m", "stream": False}
+        asyncio.run(priority_isolation._drain(url + "/v1", secret, body, 2, stop, answered))
+    assert answered.value == (served["ok"] if counted else 0)
+    assert served["ok" if counted else "refused"] >= 5
