@@ -66,6 +66,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -162,18 +163,22 @@ async def _probes(
     return {**_figures(ttfts), "serve": _figures(direct)}
 
 
-async def _drain(
-    base_url: str,
-    secret: str,
-    body: dict[str, Any],
-    clients: int,
-    stop: EventLike,
-    answered: CounterLike,
-) -> None:
-    """``clients`` requests back to back until ``stop``, each answer read to its end unparsed
+@dataclass(frozen=True)
+class Flood:
+    """What the bulk flood sends: ``clients`` requests of ``body`` in flight with ``secret``."""
+
+    base_url: str
+    secret: str
+    body: dict[str, Any]
+    clients: int
+
+
+async def _drain(flood: Flood, stop: EventLike, answered: CounterLike) -> None:
+    """The flood's requests back to back until ``stop``, each answer read to its end unparsed
     (``answered`` counts those that came back whole with status 200)."""
-    headers = {"authorization": f"Bearer {secret}"}
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=clients)
+    headers = {"authorization": f"Bearer {flood.secret}"}
+    body = flood.body
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=flood.clients)
 
     async def one(client: httpx.AsyncClient) -> None:
         while not stop.is_set():
@@ -189,24 +194,17 @@ async def _drain(
             except httpx.HTTPError:
                 await asyncio.sleep(0.1)
 
-    async with httpx.AsyncClient(base_url=base_url, timeout=900, limits=limits) as client:
-        await asyncio.gather(*(one(client) for _ in range(clients)))
+    async with httpx.AsyncClient(base_url=flood.base_url, timeout=900, limits=limits) as client:
+        await asyncio.gather(*(one(client) for _ in range(flood.clients)))
 
 
-def _flood_process(
-    base_url: str,
-    secret: str,
-    body: dict[str, Any],
-    clients: int,
-    stop: EventLike,
-    answered: CounterLike,
-) -> None:
+def _flood_process(flood: Flood, stop: EventLike, answered: CounterLike) -> None:
     """The flood's own process: its answers never hold up the probes' event loop."""
-    asyncio.run(_drain(base_url, secret, body, clients, stop, answered))
+    asyncio.run(_drain(flood, stop, answered))
 
 
 @contextmanager
-def _flood(base_url: str, secret: str, body: dict[str, Any], clients: int) -> Iterator[CounterLike]:
+def _flood(flood: Flood) -> Iterator[CounterLike]:
     """A bulk flood in a process of its own while the block runs; its streams end with it.
 
     Yields the count of the flood's answers served whole so far.
@@ -216,7 +214,7 @@ def _flood(base_url: str, secret: str, body: dict[str, Any], clients: int) -> It
     answered = spawn.Value("i", 0)
     process = spawn.Process(
         target=_flood_process,
-        args=(base_url, secret, body, clients, stop, answered),
+        args=(flood, stop, answered),
         daemon=True,
     )
     process.start()
@@ -247,7 +245,7 @@ async def _flooded(
     whole answers in that time, each ``args.flood_tokens`` long).
     """
     body = _body(model, args.flood_tokens, stream=stream)
-    with _flood(str(client.base_url), bulk, body, args.flood) as answered:
+    with _flood(Flood(str(client.base_url), bulk, body, args.flood)) as answered:
         await asyncio.sleep(args.warm_seconds)  # the flood fills every slot and a queue
         before, started = answered.value, time.perf_counter()
         figures = await _probes(client, live, model, probes, serve)

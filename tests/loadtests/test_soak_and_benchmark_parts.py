@@ -146,6 +146,7 @@ def test_the_flood_counts_only_whole_answers(secret: str, counted: bool) -> None
     answered = multiprocessing.get_context("spawn").Value("i", 0)
     with serve_in_thread(app) as url:
         body = {"model": "m", "stream": False}
-        asyncio.run(priority_isolation._drain(url + "/v1", secret, body, 2, stop, answered))
+        flood = priority_isolation.Flood(url + "/v1", secret, body, clients=2)
+        asyncio.run(priority_isolation._drain(flood, stop, answered))
     assert answered.value == (served["ok"] if counted else 0)
     assert served["ok" if counted else "refused"] >= 5
