@@ -9,11 +9,19 @@
 Each target gets the same requests (prompts from loadtests/prompts.jsonl, fixed
 ``max_tokens`` with ``ignore_eos`` so every answer has the same length, temperature 0) at
 the same concurrency. Printed: TTFT p50/p99, output tokens/s and the ratios to bare vLLM
-(target: tokens/s at least 0.95x vLLM's), written to results/benchmarks/. The targets run
-one after another, each alone on the machine. It starts engines: run it on a machine with
-nothing else busy.
+(targets: tokens/s at least 0.95x vLLM's, TTFT p50 at most 1.1x), and the CPU seconds each
+role of the machine's processes used per 1000 output tokens while each target ran
+(``benchmarks/cpu_time.py``), written to results/benchmarks/. It starts engines: run it on
+a machine with nothing else busy.
+
+By default the targets run one after another, each alone on the machine. ``--rounds N``
+starts vLLM and the stack side by side instead (about 13 GB for cpu-text) and runs the
+workload on each in turn, N rounds with the order rotated: a machine whose speed drifts
+during the run then weighs on every target alike, and each round's ratio is printed. Ray's
+own processes stay up during vLLM's rounds; the CPU table shows what they took there.
 
     .venv/bin/python benchmarks/stack_vs_engine.py [--profile cpu-text] [--requests 64]
+        [--rounds 1]
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,12 +46,14 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import httpx
 
+from benchmarks import cpu_time
 from benchmarks.processes import ROOT, free_port, python_process
 from loadtests.prompts import load_prompts
 from loadtests.settings import DEFAULT_PROMPTS
 
 RESULTS = ROOT / "results" / "benchmarks"
 TARGET_RATIO = 0.95
+TARGET_TTFT_RATIO = 1.1
 
 
 @dataclass
@@ -69,6 +79,10 @@ class TargetResult:
             "output_tokens": tokens,
             "output_tokens_per_second": round(tokens / self.seconds, 2) if self.seconds else 0,
         }
+
+
+Round = dict[str, tuple[TargetResult, dict[str, float]]]
+"""One round: each target's result and the CPU seconds per role while it ran."""
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -170,13 +184,15 @@ async def run_workload(base_url: str, model: str, args: argparse.Namespace) -> T
     return result
 
 
-def bench_vllm(args: argparse.Namespace) -> dict[str, Any]:
+@contextmanager
+def vllm_server(profile: str) -> Iterator[str]:
+    """vLLM's own OpenAI server for ``profile``'s first variant, on every core: its ``/v1``."""
     port = free_port()
-    command, env, model = engine_command(args.profile, port)
+    command, env, _ = engine_command(profile, port)
     base = f"http://127.0.0.1:{port}"
     cores = set(os.sched_getaffinity(0))
     with python_process(command, cores=cores, ready_url=base + "/v1/models", env=env, timeout=1200):
-        return asyncio.run(run_workload(base + "/v1", model, args)).summary()
+        yield base + "/v1"
 
 
 @contextmanager
@@ -191,35 +207,108 @@ def serve_app(profile: str) -> Iterator[str]:
         shutdown()
 
 
-def bench_stack(args: argparse.Namespace, model: str) -> dict[str, dict[str, Any]]:
-    results: dict[str, dict[str, Any]] = {}
+@contextmanager
+def gateway_process(serve_url: str) -> Iterator[str]:
+    """The gateway (its own process, quotas off) in front of ``serve_url``: its ``/v1``."""
+    port = free_port()
+    gateway = f"http://127.0.0.1:{port}"
+    env = {"GATEWAY_UPSTREAM_URL": serve_url.removesuffix("/v1"), "GATEWAY_QUOTA__ENABLED": "false"}
+    command = ["-m", "uvicorn", "--factory", "gateway.app:create_app_from_env"]
+    command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+    cores = set(os.sched_getaffinity(0))
+    with python_process(command, cores=cores, ready_url=gateway + "/healthz", env=env):
+        yield gateway + "/v1"
+
+
+def measured(
+    url: str, model: str, args: argparse.Namespace
+) -> tuple[TargetResult, dict[str, float]]:
+    """One workload against ``url``, with the CPU seconds each role used meanwhile."""
+    before = cpu_time.snapshot()
+    result = asyncio.run(run_workload(url, model, args))
+    return result, cpu_time.used(before, cpu_time.snapshot())
+
+
+def bench_one_after_another(args: argparse.Namespace, model: str) -> list[Round]:
+    """Each target alone on the machine: vLLM, then Serve, then the gateway in front of it."""
+    with vllm_server(args.profile) as url:
+        vllm = measured(url, model, args)
     with serve_app(args.profile) as serve_url:
-        results["serve"] = asyncio.run(run_workload(serve_url, model, args)).summary()
-        port = free_port()
-        gateway = f"http://127.0.0.1:{port}"
-        env = {
-            "GATEWAY_UPSTREAM_URL": serve_url.removesuffix("/v1"),
-            "GATEWAY_QUOTA__ENABLED": "false",
+        serve = measured(serve_url, model, args)
+        with gateway_process(serve_url) as gateway_url:
+            gateway = measured(gateway_url, model, args)
+    return [{"vllm": vllm, "serve": serve, "gateway": gateway}]
+
+
+def bench_interleaved(args: argparse.Namespace, model: str) -> list[Round]:
+    """vLLM and the stack up side by side, the workload on each in turn for ``--rounds``
+    rounds (the order rotated each round), so a machine that speeds up or slows down
+    during the run weighs on every target alike."""
+    rounds: list[Round] = []
+    with ExitStack() as up:
+        urls = {"vllm": up.enter_context(vllm_server(args.profile))}
+        urls["serve"] = up.enter_context(serve_app(args.profile))
+        urls["gateway"] = up.enter_context(gateway_process(urls["serve"]))
+        names = list(urls)
+        for index in range(args.rounds):
+            order = names[index % len(names) :] + names[: index % len(names)]
+            rounds.append({name: measured(urls[name], model, args) for name in order})
+            figures = {
+                n: r.summary()["output_tokens_per_second"] for n, (r, _) in rounds[-1].items()
+            }
+            print(f"round {index + 1}/{args.rounds} ({' '.join(order)}): tok/s {figures}")
+    return rounds
+
+
+def pooled(rounds: list[Round]) -> dict[str, dict[str, Any]]:
+    """Every round's samples of a target as one result, with its CPU seconds per role
+    summed over its rounds and per 1000 output tokens."""
+    results: dict[str, dict[str, Any]] = {}
+    for name in rounds[0]:
+        total = TargetResult()
+        cpu: dict[str, float] = {}
+        for result, used in (r[name] for r in rounds):
+            total.samples += result.samples
+            total.errors += result.errors
+            total.seconds += result.seconds
+            for role, seconds in used.items():
+                cpu[role] = cpu.get(role, 0.0) + seconds
+        summary = total.summary()
+        per_k = 1000 / summary["output_tokens"] if summary["output_tokens"] else 0.0
+        summary["cpu_seconds"] = {
+            r: round(s, 2) for r, s in sorted(cpu.items(), key=lambda kv: -kv[1])
         }
-        command = ["-m", "uvicorn", "--factory", "gateway.app:create_app_from_env"]
-        command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
-        cores = set(os.sched_getaffinity(0))
-        with python_process(command, cores=cores, ready_url=gateway + "/healthz", env=env):
-            summary = asyncio.run(run_workload(gateway + "/v1", model, args)).summary()
-        results["gateway"] = summary
+        summary["cpu_seconds_per_1k_tokens"] = {
+            r: round(s * per_k, 2) for r, s in summary["cpu_seconds"].items()
+        }
+        results[name] = summary
     return results
 
 
-def compare(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def per_round_ratios(rounds: list[Round]) -> dict[str, list[float]]:
+    """Each round's tokens/s of a target over that round's bare vLLM."""
+    ratios: dict[str, list[float]] = {}
+    for r in rounds:
+        base = r["vllm"][0].summary()["output_tokens_per_second"]
+        for name, (result, _) in r.items():
+            ratio = result.summary()["output_tokens_per_second"] / base if base else 0.0
+            ratios.setdefault(name, []).append(round(ratio, 3))
+    return ratios
+
+
+def compare(
+    results: dict[str, dict[str, Any]], rounds: dict[str, list[float]]
+) -> dict[str, dict[str, Any]]:
     base = results["vllm"]
     ratios = {}
     for name, figures in results.items():
         tps = figures["output_tokens_per_second"] / base["output_tokens_per_second"]
-        ttft = base["ttft_p50_ms"] / figures["ttft_p50_ms"] if figures["ttft_p50_ms"] else 0
+        ttft = figures["ttft_p50_ms"] / base["ttft_p50_ms"] if base["ttft_p50_ms"] else 0
         ratios[name] = {
             "tokens_per_second_ratio": round(tps, 3),
+            "tokens_per_second_ratio_per_round": rounds[name],
             "ttft_p50_ratio": round(ttft, 3),
-            "pass": tps >= TARGET_RATIO,
+            "pass": tps >= TARGET_RATIO and ttft <= TARGET_TTFT_RATIO,
         }
     return ratios
 
@@ -227,17 +316,25 @@ def compare(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def report(results: dict[str, dict[str, Any]], ratios: dict[str, dict[str, Any]]) -> None:
     print(
         f"{'target':<9}{'reqs':>6}{'errors':>7}{'TTFT p50':>10}{'TTFT p99':>10}"
-        f"{'tok/s':>9}{'x vLLM tok/s':>14}{'x vLLM TTFT':>13}"
+        f"{'tok/s':>9}{'x vLLM tok/s':>14}{'x vLLM TTFT':>13}  per round"
     )
     for name, f in results.items():
         r = ratios[name]
         verdict = "PASS" if r["pass"] else "FAIL"
+        each = " ".join(str(x) for x in r["tokens_per_second_ratio_per_round"])
         print(
             f"{name:<9}{f['requests']:>6}{f['errors']:>7}{f['ttft_p50_ms']:>10}"
             f"{f['ttft_p99_ms']:>10}{f['output_tokens_per_second']:>9}"
-            f"{r['tokens_per_second_ratio']:>14}{r['ttft_p50_ratio']:>13}  {verdict}"
+            f"{r['tokens_per_second_ratio']:>14}{r['ttft_p50_ratio']:>13}  {verdict}  {each}"
         )
-    print(f"target: output tokens/s >= {TARGET_RATIO}x bare vLLM (TTFT ratio: vLLM/target)")
+    print(
+        f"target: output tokens/s >= {TARGET_RATIO}x bare vLLM's, TTFT p50 <= "
+        f"{TARGET_TTFT_RATIO}x (tokens/s pooled over the rounds; each round's ratio after)"
+    )
+    print("CPU seconds per 1000 output tokens, by role, while each target ran:")
+    for name, f in results.items():
+        roles = ", ".join(f"{role} {v}" for role, v in f["cpu_seconds_per_1k_tokens"].items())
+        print(f"  {name:<8} {roles}")
 
 
 def main() -> None:
@@ -246,11 +343,19 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="1: each target alone, one after another; more: vLLM and the stack up side by "
+        "side, the workload on each in turn for this many rounds",
+    )
     args = parser.parse_args()
-    results = {"vllm": bench_vllm(args)}
     _, _, model = engine_command(args.profile, 0)
-    results |= bench_stack(args, model)
-    ratios = compare(results)
+    bench = bench_interleaved if args.rounds > 1 else bench_one_after_another
+    rounds = bench(args, model)
+    results = pooled(rounds)
+    ratios = compare(results, per_round_ratios(rounds))
     report(results, ratios)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)

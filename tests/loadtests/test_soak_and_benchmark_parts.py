@@ -6,6 +6,8 @@ import asyncio
 import json
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from benchmarks import bare_relay, litellm_proxy, priority_isolation
+from benchmarks import bare_relay, cpu_time, litellm_proxy, priority_isolation, stack_vs_engine
 from benchmarks.fast_upstream import UpstreamProtocol
 from benchmarks.http_load import build_request, run_count
 from benchmarks.stack_vs_engine import engine_flags
@@ -150,3 +152,54 @@ def test_the_flood_counts_only_whole_answers(secret: str, counted: bool) -> None
         asyncio.run(priority_isolation._drain(flood, stop, answered))
     assert answered.value == (served["ok"] if counted else 0)
     assert served["ok" if counted else "refused"] >= 5
+
+
+def test_cpu_time_counts_a_busy_child_under_its_role_and_this_process_apart() -> None:
+    spin = (
+        "import sys, time\nend = time.process_time() + 0.6\n"
+        "while time.process_time() < end: pass\nprint('spun', flush=True)\ntime.sleep(60)"
+    )
+    before = cpu_time.snapshot()
+    # titled as Ray titles a Serve replica of deployment x
+    child = subprocess.Popen(
+        [sys.executable, "-c", spin, "ray::ServeReplica:app:x"], stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"spun\n"
+        sum(i * i for i in range(3_000_000))  # this process's own work
+        after = cpu_time.snapshot()
+    finally:
+        child.kill()
+        child.wait()
+    used = cpu_time.used(before, after)
+    assert 0.5 <= used["replica x"] < 5
+    assert used["benchmark"] > 0
+
+
+def test_rounds_pool_their_samples_and_keep_each_rounds_ratio() -> None:
+    def result(tokens: int, seconds: float, ttft: float) -> stack_vs_engine.TargetResult:
+        return stack_vs_engine.TargetResult([stack_vs_engine.Sample(ttft, tokens)], 0, seconds)
+
+    rounds: list[stack_vs_engine.Round] = [
+        {
+            "vllm": (result(100, 1.0, 0.2), {"engine core (bare)": 1.5}),
+            "serve": (result(90, 1.0, 0.3), {"engine core": 1.2, "replica": 0.4}),
+        },
+        {
+            "serve": (result(100, 2.0, 0.3), {"engine core": 1.0}),
+            "vllm": (result(100, 2.0, 0.2), {"engine core (bare)": 1.0}),
+        },
+    ]
+    pooled = stack_vs_engine.pooled(rounds)
+    assert pooled["vllm"]["output_tokens_per_second"] == round(200 / 3.0, 2)
+    assert pooled["serve"]["output_tokens_per_second"] == round(190 / 3.0, 2)
+    assert pooled["serve"]["cpu_seconds"] == {"engine core": 2.2, "replica": 0.4}
+    assert pooled["serve"]["cpu_seconds_per_1k_tokens"]["engine core"] == round(2.2 * 1000 / 190, 2)
+    per_round = stack_vs_engine.per_round_ratios(rounds)
+    assert per_round["serve"] == [0.9, 1.0]
+    ratios = stack_vs_engine.compare(pooled, per_round)
+    assert ratios["serve"]["tokens_per_second_ratio"] == round(190 / 200, 3)
+    assert ratios["serve"]["ttft_p50_ratio"] == 1.5
+    assert not ratios["serve"]["pass"]  # tokens/s at 0.95x, but TTFT at 1.5x
+    assert ratios["vllm"]["pass"]

@@ -1,0 +1,79 @@
+"""CPU seconds each role of the stack spent over a stretch of time, read from ``/proc``.
+
+A snapshot holds every live process's user + system time (``/proc/PID/stat``) under its
+role (``benchmarks.pss.role_of``; a Serve replica by its deployment); a bare vLLM server's
+processes are told apart from the stack's by a ``(bare)`` suffix, this process (the
+benchmark's client and, when it started Serve, Ray's driver) is ``benchmark``, and the
+machine's other processes are ``not the stack``. The difference of two snapshots is what each
+role used between them: on a machine with every core busy, CPU one role takes is CPU the
+engine does not get. A process that ends between the snapshots is not counted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+
+from benchmarks.pss import PROC, REPLICA, role_of
+
+TICKS = os.sysconf("SC_CLK_TCK")
+#: Processes of no role of the stack or of vLLM: the machine's other services.
+OTHER = "not the stack"
+
+
+@dataclass(frozen=True)
+class _Proc:
+    ppid: int
+    title: str
+    ticks: int
+
+
+def _read(pid: int) -> _Proc | None:
+    try:
+        raw = (PROC / str(pid) / "cmdline").read_bytes()
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    title = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    if not title:
+        return None  # a kernel thread
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # after the command: state, ppid, ...; utime and stime are the 12th and 13th
+    return _Proc(int(fields[1]), title, int(fields[11]) + int(fields[12]))
+
+
+def _label(pid: int, processes: dict[int, _Proc]) -> str:
+    if pid == os.getpid():
+        return "benchmark"
+    title = processes[pid].title
+    role = role_of(title)
+    if role == "other":
+        return OTHER
+    if role == "replica":  # ray::ServeReplica:<app>:<deployment>
+        word = next(w for w in title.split() if w.startswith(REPLICA))
+        return f"replica {word.removeprefix(REPLICA).partition(':')[2]}"
+    current: int | None = pid
+    while current in processes:
+        if role_of(processes[current].title) == "vllm api server":
+            return f"{role} (bare)"
+        current = processes[current].ppid
+    return role
+
+
+def snapshot() -> dict[int, tuple[str, int]]:
+    """``{pid: (label, ticks)}`` for every live process."""
+    found = {int(p.name): _read(int(p.name)) for p in PROC.iterdir() if p.name.isdigit()}
+    processes = {pid: proc for pid, proc in found.items() if proc is not None}
+    return {pid: (_label(pid, processes), proc.ticks) for pid, proc in processes.items()}
+
+
+def used(before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]]) -> dict[str, float]:
+    """CPU seconds per label between two snapshots (processes alive at both, or started
+    between them), largest first; labels that used nothing are left out."""
+    totals: dict[str, float] = defaultdict(float)
+    for pid, (label, ticks) in after.items():
+        previous = before.get(pid)
+        start = previous[1] if previous is not None and previous[0] == label else 0
+        totals[label] += (ticks - start) / TICKS
+    return {k: round(v, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1]) if v > 0}
