@@ -30,12 +30,28 @@ from serving.tracing import serve_tracing_config, traces_endpoint, tracing_env
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
+# Ray Serve's housekeeping cadence, on every Ray process of the stack (here and in the
+# chart's Ray pods). The controller reconciles every deployment and asks the GCS for the
+# cluster's nodes on each step of its control loop (Ray: every 0.1 s), and every replica and
+# router exports its cached metrics every 100 ms: on an idle 2-core host the two took 5.8
+# CPU-s per 30 s, CPU the engines do not get (benchmarks/stack_idle_cpu.py). Once a second
+# is quick enough for what the loop reacts to (replicas that take minutes to start, health
+# checks every 10 s, autoscaling over a 30 s window) and for a Prometheus scrape.
+SERVE_HOUSEKEEPING_ENV = {
+    "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "1",
+    "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "1000",
+}
+
 # A Ray cluster started on this host for the stack (an explicit value in the environment
 # wins). Ray's memory monitor counts the whole host's memory and, past its threshold,
 # kills Ray's own workers - the Serve controller, the ingress, an engine replica - even
 # when the memory is held by a process outside Ray; the kernel's OOM killer, which picks
 # by OOM score, is left to act instead. Ray's usage stats stay on this machine.
-LOCAL_RAY_ENV = {"RAY_memory_monitor_refresh_ms": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+LOCAL_RAY_ENV = {
+    "RAY_memory_monitor_refresh_ms": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    **SERVE_HOUSEKEEPING_ENV,
+}
 # Inherited by Ray's processes and the engines they start: under memory pressure the
 # kernel kills other processes (a test run, a build) before any part of the stack.
 STACK_OOM_SCORE_ADJ = -500

@@ -138,3 +138,20 @@ def test_ray_serve_tracing_is_off_without_an_endpoint() -> None:
     for origin, template in chart.pod_templates(chart.render({})):
         env = chart.env_of(template["spec"]["containers"][0])
         assert "RAY_SERVE_TRACING_EXPORTER_IMPORT_PATH" not in env, origin
+
+
+def test_ray_pods_get_the_stacks_serve_housekeeping_cadence() -> None:
+    from serving.runner import LOCAL_RAY_ENV, SERVE_HOUSEKEEPING_ENV
+
+    assert SERVE_HOUSEKEEPING_ENV.items() <= LOCAL_RAY_ENV.items()  # the local stack's too
+    ray_pods = [t for o, t in chart.pod_templates(chart.render({})) if o.startswith("RayService")]
+    assert ray_pods
+    for template in ray_pods:
+        env = chart.env_of(template["spec"]["containers"][0])
+        for name, value in SERVE_HOUSEKEEPING_ENV.items():
+            assert float(env[name]["value"]) == float(value), name
+    slower = {"serving": {"housekeeping": {"controlLoopIntervalS": 2}}}
+    for _, template in chart.pod_templates(chart.render(slower)):
+        env = chart.env_of(template["spec"]["containers"][0])
+        if "RAY_SERVE_CONTROL_LOOP_INTERVAL_S" in env:
+            assert env["RAY_SERVE_CONTROL_LOOP_INTERVAL_S"]["value"] == "2"

@@ -31,6 +31,11 @@ Ray pod fragments shared by the head and the worker groups of the RayService.
       name: {{ . }}
       key: {{ $s.huggingface.tokenSecret.key }}
 {{- end }}
+{{- /* Serve's controller loop and metrics export cadence (serving.runner.SERVE_HOUSEKEEPING_ENV). */}}
+- name: RAY_SERVE_CONTROL_LOOP_INTERVAL_S
+  value: {{ $s.housekeeping.controlLoopIntervalS | quote }}
+- name: RAY_SERVE_METRICS_EXPORT_INTERVAL_MS
+  value: {{ $s.housekeeping.metricsExportIntervalMs | quote }}
 {{ include "gemma-serving.otelEnv" (dict "ctx" . "service" "gemma-ray-serve") }}
 {{- with .Values.observability.otel }}
 {{- if .endpoint }}
