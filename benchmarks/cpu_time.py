@@ -27,6 +27,7 @@ class _Proc:
     ppid: int
     title: str
     ticks: int
+    started: int  # clock ticks after boot: tells a reused pid apart
 
 
 def _read(pid: int) -> _Proc | None:
@@ -39,8 +40,9 @@ def _read(pid: int) -> _Proc | None:
     if not title:
         return None  # a kernel thread
     fields = stat[stat.rindex(")") + 2 :].split()
-    # after the command: state, ppid, ...; utime and stime are the 12th and 13th
-    return _Proc(int(fields[1]), title, int(fields[11]) + int(fields[12]))
+    # after the command: state, ppid, ...; utime and stime are the 12th and 13th, the
+    # start time the 20th
+    return _Proc(int(fields[1]), title, int(fields[11]) + int(fields[12]), int(fields[19]))
 
 
 def _label(pid: int, processes: dict[int, _Proc]) -> str:
@@ -50,9 +52,11 @@ def _label(pid: int, processes: dict[int, _Proc]) -> str:
     role = role_of(title)
     if role == "other":
         return OTHER
-    if role == "replica":  # ray::ServeReplica:<app>:<deployment>
+    if role == "replica":  # ray::ServeReplica:<app>:<deployment>[.<method it runs>]
         word = next(w for w in title.split() if w.startswith(REPLICA))
-        return f"replica {word.removeprefix(REPLICA).partition(':')[2]}"
+        deployment = word.removeprefix(REPLICA).partition(":")[2]
+        head, dot, method = deployment.rpartition(".")
+        return f"replica {head if dot and method.isidentifier() else deployment}"
     current: int | None = pid
     while current in processes:
         if role_of(processes[current].title) == "vllm api server":
@@ -61,19 +65,25 @@ def _label(pid: int, processes: dict[int, _Proc]) -> str:
     return role
 
 
-def snapshot() -> dict[int, tuple[str, int]]:
-    """``{pid: (label, ticks)}`` for every live process."""
+Snapshot = dict[int, tuple[str, int, int]]
+"""``{pid: (label, CPU ticks, start time)}``."""
+
+
+def snapshot() -> Snapshot:
+    """Every live process's label, CPU ticks used and start time."""
     found = {int(p.name): _read(int(p.name)) for p in PROC.iterdir() if p.name.isdigit()}
     processes = {pid: proc for pid, proc in found.items() if proc is not None}
-    return {pid: (_label(pid, processes), proc.ticks) for pid, proc in processes.items()}
+    return {
+        pid: (_label(pid, processes), proc.ticks, proc.started) for pid, proc in processes.items()
+    }
 
 
-def used(before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]]) -> dict[str, float]:
+def used(before: Snapshot, after: Snapshot) -> dict[str, float]:
     """CPU seconds per label between two snapshots (processes alive at both, or started
     between them), largest first; labels that used nothing are left out."""
     totals: dict[str, float] = defaultdict(float)
-    for pid, (label, ticks) in after.items():
+    for pid, (label, ticks, started) in after.items():
         previous = before.get(pid)
-        start = previous[1] if previous is not None and previous[0] == label else 0
+        start = previous[1] if previous is not None and previous[2] == started else 0
         totals[label] += (ticks - start) / TICKS
     return {k: round(v, 2) for k, v in sorted(totals.items(), key=lambda kv: -kv[1]) if v > 0}

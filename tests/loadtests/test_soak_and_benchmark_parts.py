@@ -160,10 +160,9 @@ def test_cpu_time_counts_a_busy_child_under_its_role_and_this_process_apart() ->
         "while time.process_time() < end: pass\nprint('spun', flush=True)\ntime.sleep(60)"
     )
     before = cpu_time.snapshot()
-    # titled as Ray titles a Serve replica of deployment x
-    child = subprocess.Popen(
-        [sys.executable, "-c", spin, "ray::ServeReplica:app:x"], stdout=subprocess.PIPE
-    )
+    # titled as Ray titles a Serve replica of deployment x while it runs a method
+    title = "ray::ServeReplica:app:x.handle_request_with_rejection"
+    child = subprocess.Popen([sys.executable, "-c", spin, title], stdout=subprocess.PIPE)
     try:
         assert child.stdout is not None
         assert child.stdout.readline() == b"spun\n"
@@ -175,6 +174,16 @@ def test_cpu_time_counts_a_busy_child_under_its_role_and_this_process_apart() ->
     used = cpu_time.used(before, after)
     assert 0.5 <= used["replica x"] < 5
     assert used["benchmark"] > 0
+
+
+def test_cpu_time_follows_a_process_across_titles_but_not_a_reused_pid() -> None:
+    before = {1: ("replica x", 100, 7), 2: ("raylet", 50, 9)}
+    after = {1: ("replica x.y", 300, 7), 2: ("ray gcs", 80, 11)}  # pid 2: a new process
+    used = cpu_time.used(before, after)
+    assert used == {
+        "replica x.y": round(200 / cpu_time.TICKS, 2),
+        "ray gcs": round(80 / cpu_time.TICKS, 2),
+    }
 
 
 def test_rounds_pool_their_samples_and_keep_each_rounds_ratio() -> None:
