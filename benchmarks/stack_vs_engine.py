@@ -17,11 +17,15 @@ a machine with nothing else busy.
 By default the targets run one after another, each alone on the machine. ``--rounds N``
 starts vLLM and the stack side by side instead (about 13 GB for cpu-text) and runs the
 workload on each in turn, N rounds with the order rotated: a machine whose speed drifts
-during the run then weighs on every target alike, and each round's ratio is printed. Ray's
-own processes stay up during vLLM's rounds; the CPU table shows what they took there.
+during the run then weighs on every target alike, and each round's ratio is printed. While
+one side runs, the other's serving processes are stopped (SIGSTOP, then SIGCONT; the
+controller first and last): bare vLLM's, or the stack's controller, proxy, replicas,
+engine core and gateway. Ray's GCS, raylet and agents keep running (this process is Ray's
+driver); the CPU table shows what they took during vLLM's rounds. ``--no-stop`` leaves both
+running.
 
     .venv/bin/python benchmarks/stack_vs_engine.py [--profile cpu-text] [--requests 64]
-        [--rounds 1]
+        [--rounds 1] [--no-stop]
 """
 
 from __future__ import annotations
@@ -31,11 +35,12 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -240,22 +245,62 @@ def bench_one_after_another(args: argparse.Namespace, model: str) -> list[Round]
     return [{"vllm": vllm, "serve": serve, "gateway": gateway}]
 
 
+#: The stack's serving processes, stopped while vLLM runs (``--rounds``). Ray's own processes
+#: (GCS, raylet, agents) keep running: this process is Ray's driver, and a driver whose GCS
+#: stops answering gives up. Their CPU shows in vLLM's rounds.
+STACK_ROLES = frozenset({"serve controller", "serve proxy", "engine core", "gateway"})
+
+
+def sides(snapshot: cpu_time.Snapshot) -> dict[str, list[int]]:
+    """The pids of bare vLLM's processes and of the stack's serving ones (the controller
+    first: it is stopped first and resumed last, so it never sees a replica stopped)."""
+    bare = [pid for pid, (label, _, _) in snapshot.items() if label.endswith("(bare)")]
+    stack = [
+        pid
+        for pid, (label, _, _) in snapshot.items()
+        if label in STACK_ROLES or label.startswith("replica ")
+    ]
+    stack.sort(key=lambda pid: snapshot[pid][0] != "serve controller")
+    return {"vllm": bare, "stack": stack}
+
+
+@contextmanager
+def stopped(pids: list[int]) -> Iterator[None]:
+    """``pids`` stopped (SIGSTOP) for the block, resumed in reverse order after it."""
+    done: list[int] = []
+    try:
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                done.append(pid)
+        yield
+    finally:
+        for pid in reversed(done):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
 def bench_interleaved(args: argparse.Namespace, model: str) -> list[Round]:
     """vLLM and the stack up side by side, the workload on each in turn for ``--rounds``
     rounds (the order rotated each round), so a machine that speeds up or slows down
-    during the run weighs on every target alike."""
+    during the run weighs on every target alike. Unless ``--no-stop``, the side not
+    measured is stopped meanwhile, so each target has the machine to itself but for Ray's
+    own processes."""
     rounds: list[Round] = []
     with ExitStack() as up:
         urls = {"vllm": up.enter_context(vllm_server(args.profile))}
         urls["serve"] = up.enter_context(serve_app(args.profile))
         urls["gateway"] = up.enter_context(gateway_process(urls["serve"]))
+        pids = sides(cpu_time.snapshot()) if args.stop_other_side else {"vllm": [], "stack": []}
         names = list(urls)
         for index in range(args.rounds):
             order = names[index % len(names) :] + names[: index % len(names)]
-            rounds.append({name: measured(urls[name], model, args) for name in order})
-            figures = {
-                n: r.summary()["output_tokens_per_second"] for n, (r, _) in rounds[-1].items()
-            }
+            results = {}
+            for name in order:
+                with stopped(pids["stack"] if name == "vllm" else pids["vllm"]):
+                    results[name] = measured(urls[name], model, args)
+            rounds.append(results)
+            figures = {n: r.summary()["output_tokens_per_second"] for n, (r, _) in results.items()}
             print(f"round {index + 1}/{args.rounds} ({' '.join(order)}): tok/s {figures}")
     return rounds
 
@@ -349,6 +394,12 @@ def main() -> None:
         default=1,
         help="1: each target alone, one after another; more: vLLM and the stack up side by "
         "side, the workload on each in turn for this many rounds",
+    )
+    parser.add_argument(
+        "--no-stop",
+        dest="stop_other_side",
+        action="store_false",
+        help="with --rounds: leave the side not measured running instead of stopping it",
     )
     args = parser.parse_args()
     _, _, model = engine_command(args.profile, 0)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -212,3 +213,36 @@ def test_rounds_pool_their_samples_and_keep_each_rounds_ratio() -> None:
     assert ratios["serve"]["ttft_p50_ratio"] == 1.5
     assert not ratios["serve"]["pass"]  # tokens/s at 0.95x, but TTFT at 1.5x
     assert ratios["vllm"]["pass"]
+
+
+def _state(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
+
+
+def test_the_side_not_measured_is_stopped_for_the_round_and_resumed_after() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(0.01)"])
+    try:
+        with stack_vs_engine.stopped([child.pid, 2**22 + 1]):  # a pid that is gone is skipped
+            time.sleep(0.1)
+            assert _state(child.pid) == "T"
+        time.sleep(0.1)
+        assert _state(child.pid) in {"S", "R"}
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_sides_put_the_controller_first_and_leave_rays_own_processes_running() -> None:
+    snapshot: cpu_time.Snapshot = {
+        10: ("replica x", 0, 0),
+        11: ("serve controller", 0, 0),
+        12: ("ray gcs", 0, 0),
+        13: ("engine core (bare)", 0, 0),
+        14: ("engine core", 0, 0),
+        15: ("raylet", 0, 0),
+    }
+    found = stack_vs_engine.sides(snapshot)
+    assert found["vllm"] == [13]
+    assert found["stack"][0] == 11
+    assert sorted(found["stack"]) == [10, 11, 14]
