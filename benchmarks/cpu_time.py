@@ -15,7 +15,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 
-from benchmarks.pss import PROC, REPLICA, role_of
+from benchmarks.pss import PROC, REPLICA, engine_of, role_of, stat_fields, title_of
 
 TICKS = os.sysconf("SC_CLK_TCK")
 #: Processes of no role of the stack or of vLLM: the machine's other services.
@@ -24,6 +24,7 @@ OTHER = "not the stack"
 
 @dataclass(frozen=True)
 class _Proc:
+    pid: int
     ppid: int
     title: str
     ticks: int
@@ -32,17 +33,14 @@ class _Proc:
 
 def _read(pid: int) -> _Proc | None:
     try:
-        raw = (PROC / str(pid) / "cmdline").read_bytes()
-        stat = (PROC / str(pid) / "stat").read_text()
+        title = title_of(pid)
+        fields = stat_fields(pid)
     except OSError:
         return None
-    title = raw.replace(b"\0", b" ").decode(errors="replace").strip()
     if not title:
         return None  # a kernel thread
-    fields = stat[stat.rindex(")") + 2 :].split()
-    # after the command: state, ppid, ...; utime and stime are the 12th and 13th, the
-    # start time the 20th
-    return _Proc(int(fields[1]), title, int(fields[11]) + int(fields[12]), int(fields[19]))
+    # state, ppid, ...: utime and stime are the 12th and 13th, the start time the 20th
+    return _Proc(pid, int(fields[1]), title, int(fields[11]) + int(fields[12]), int(fields[19]))
 
 
 def _label(pid: int, processes: dict[int, _Proc]) -> str:
@@ -57,12 +55,8 @@ def _label(pid: int, processes: dict[int, _Proc]) -> str:
         deployment = word.removeprefix(REPLICA).partition(":")[2]
         head, dot, method = deployment.rpartition(".")
         return f"replica {head if dot and method.isidentifier() else deployment}"
-    current: int | None = pid
-    while current in processes:
-        if role_of(processes[current].title) == "vllm api server":
-            return f"{role} (bare)"
-        current = processes[current].ppid
-    return role
+    engine = engine_of(processes[pid], processes)
+    return f"{role} (bare)" if engine and engine.startswith("bare vllm") else role
 
 
 Snapshot = dict[int, tuple[str, int, int]]

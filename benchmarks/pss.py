@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 PROC = Path("/proc")
 REPLICA = "ray::ServeReplica:"
@@ -62,14 +63,21 @@ def role_of(title: str) -> str:
     return next((role for marker, role in rules if marker in title), "other")
 
 
-def _title(pid: int) -> str:
+def title_of(pid: int) -> str:
+    """A process's command line as one string (empty for a kernel thread)."""
     raw = (PROC / str(pid) / "cmdline").read_bytes()
     return raw.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
-def _ppid(pid: int) -> int:
+def stat_fields(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command: state, ppid, ... (``proc(5)``'s
+    third field onwards)."""
     stat = (PROC / str(pid) / "stat").read_text()
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _ppid(pid: int) -> int:
+    return int(stat_fields(pid)[1])
 
 
 def _rollup(pid: int) -> tuple[int, int]:
@@ -86,7 +94,7 @@ def _rollup(pid: int) -> tuple[int, int]:
 def read_process(pid: int) -> Process | None:
     """One process, or ``None`` if it is gone (or is a kernel thread)."""
     try:
-        title = _title(pid)
+        title = title_of(pid)
         if not title:
             return None
         pss, anonymous = _rollup(pid)
@@ -114,13 +122,24 @@ def descendants(root: int, processes: dict[int, Process]) -> list[Process]:
     return found
 
 
-def engine_of(process: Process, processes: dict[int, Process]) -> str | None:
+class Titled(Protocol):
+    """What ``engine_of`` reads of a process."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def ppid(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+
+
+def engine_of(process: Titled, processes: Mapping[int, Titled]) -> str | None:
     """The engine a process belongs to: its replica's deployment, or a bare server's pid."""
-    current: Process | None = process
+    current: Titled | None = process
     while current is not None:
         if current.title.startswith(REPLICA):
             return current.title.split()[0].rsplit(":", 1)[-1]
-        if current.role == "vllm api server":
+        if role_of(current.title) == "vllm api server":
             return f"bare vllm {current.pid}"
         current = processes.get(current.ppid)
     return None

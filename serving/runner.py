@@ -33,10 +33,11 @@ DEFAULT_PORT = 8000
 # Ray Serve's housekeeping cadence, on every Ray process of the stack (here and in the
 # chart's Ray pods). The controller reconciles every deployment and asks the GCS for the
 # cluster's nodes on each step of its control loop (Ray: every 0.1 s), and every replica and
-# router exports its cached metrics every 100 ms: on an idle 2-core host the two took 5.8
-# CPU-s per 30 s, CPU the engines do not get (benchmarks/stack_idle_cpu.py). Once a second
-# is quick enough for what the loop reacts to (replicas that take minutes to start, health
-# checks every 10 s, autoscaling over a 30 s window) and for a Prometheus scrape.
+# router exports its cached metrics every 100 ms: an idle cpu-text stack took 14% of one
+# core of a 2-core host with those, 10% with these (benchmarks/stack_idle_cpu.py), CPU the
+# engines do not get. Once a second is quick enough for what the loop reacts to (replicas
+# that take minutes to start, health checks every 10 s, autoscaling over a 30 s window) and
+# for a Prometheus scrape.
 SERVE_HOUSEKEEPING_ENV = {
     "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "1",
     "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "1000",

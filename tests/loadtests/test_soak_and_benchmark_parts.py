@@ -6,6 +6,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -175,6 +176,32 @@ def test_cpu_time_counts_a_busy_child_under_its_role_and_this_process_apart() ->
     used = cpu_time.used(before, after)
     assert 0.5 <= used["replica x"] < 5
     assert used["benchmark"] > 0
+
+
+def test_cpu_time_tells_a_bare_vllm_servers_processes_from_the_stacks() -> None:
+    engine = "import time\ntime.sleep(60)"
+    server = (
+        "import subprocess, sys, time\n"
+        # the title built at run time: this process's own command line must not carry it
+        f"subprocess.Popen([sys.executable, '-c', {engine!r}, 'VLLM::' + 'EngineCore'])\n"
+        "print('up', flush=True)\ntime.sleep(60)"
+    )
+    bare = subprocess.Popen(
+        [sys.executable, "-c", server, "vllm.entrypoints.openai.api_server"],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    stack = subprocess.Popen([sys.executable, "-c", engine, "VLLM::EngineCore"])
+    try:
+        assert bare.stdout is not None
+        assert bare.stdout.readline() == b"up\n"
+        labels = {label for label, _, _ in cpu_time.snapshot().values()}
+    finally:
+        os.killpg(bare.pid, signal.SIGKILL)
+        stack.kill()
+        bare.wait()
+        stack.wait()
+    assert {"vllm api server (bare)", "engine core (bare)", "engine core"} <= labels
 
 
 def test_cpu_time_follows_a_process_across_titles_but_not_a_reused_pid() -> None:
