@@ -24,8 +24,10 @@ engine core and gateway. Ray's GCS, raylet and agents keep running (this process
 driver); the CPU table shows what they took during vLLM's rounds. ``--no-stop`` leaves both
 running.
 
+``--engine-arg NAME=VALUE`` gives vLLM and the stack the same extra engine argument.
+
     .venv/bin/python benchmarks/stack_vs_engine.py [--profile cpu-text] [--requests 64]
-        [--rounds 1] [--no-stop]
+        [--rounds 1] [--no-stop] [--engine-arg stream_interval=2]
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from benchmarks import cpu_time
 from benchmarks.processes import ROOT, free_port, python_process
 from loadtests.prompts import load_prompts
 from loadtests.settings import DEFAULT_PROMPTS
+from serving.catalog import Catalog, load_catalog
 
 RESULTS = ROOT / "results" / "benchmarks"
 TARGET_RATIO = 0.95
@@ -97,13 +100,13 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def engine_command(
-    profile: str, port: int, index: int = 0
+    profile: str, port: int, index: int = 0, catalog: Catalog | None = None
 ) -> tuple[list[str], dict[str, str], str]:
     """vLLM server arguments, environment and model id from the catalog's ``LLMConfig``
-    (of the profile's ``index``-th variant)."""
-    from serving.app import build_llm_configs
+    (of the profile's ``index``-th variant; ``catalog`` instead of the default one)."""
+    from serving.app import AppArgs, build_llm_configs
 
-    config = build_llm_configs({"profile": profile})[index]
+    config = build_llm_configs(AppArgs(profile=profile, catalog=catalog))[index]
     loading = config.model_loading_config
     data = loading if isinstance(loading, dict) else loading.model_dump()
     model_id = str(data["model_id"])
@@ -112,6 +115,18 @@ def engine_command(
     args += engine_flags(dict(config.engine_kwargs))
     env_vars = ((config.runtime_env or {}).get("env_vars")) or {}
     return args, {k: str(v) for k, v in env_vars.items()}, model_id
+
+
+def engine_arg(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` of ``--engine-arg``: the value as JSON if it parses, else the string."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return name.replace("-", "_"), value
 
 
 def engine_flags(kwargs: dict[str, Any]) -> list[str]:
@@ -190,10 +205,10 @@ async def run_workload(base_url: str, model: str, args: argparse.Namespace) -> T
 
 
 @contextmanager
-def vllm_server(profile: str) -> Iterator[str]:
+def vllm_server(profile: str, catalog: Catalog | None = None) -> Iterator[str]:
     """vLLM's own OpenAI server for ``profile``'s first variant, on every core: its ``/v1``."""
     port = free_port()
-    command, env, _ = engine_command(profile, port)
+    command, env, _ = engine_command(profile, port, catalog=catalog)
     base = f"http://127.0.0.1:{port}"
     cores = set(os.sched_getaffinity(0))
     with python_process(command, cores=cores, ready_url=base + "/v1/models", env=env, timeout=1200):
@@ -201,10 +216,10 @@ def vllm_server(profile: str) -> Iterator[str]:
 
 
 @contextmanager
-def serve_app(profile: str) -> Iterator[str]:
+def serve_app(profile: str, catalog: Catalog | None = None) -> Iterator[str]:
     from serving.runner import shutdown, start_serving, wait_ready
 
-    serving = start_serving(profile, port=free_port())
+    serving = start_serving(profile, catalog=catalog, port=free_port())
     try:
         wait_ready(serving, timeout_s=1200)
         yield serving.base_url
@@ -236,9 +251,9 @@ def measured(
 
 def bench_one_after_another(args: argparse.Namespace, model: str) -> list[Round]:
     """Each target alone on the machine: vLLM, then Serve, then the gateway in front of it."""
-    with vllm_server(args.profile) as url:
+    with vllm_server(args.profile, args.catalog) as url:
         vllm = measured(url, model, args)
-    with serve_app(args.profile) as serve_url:
+    with serve_app(args.profile, args.catalog) as serve_url:
         serve = measured(serve_url, model, args)
         with gateway_process(serve_url) as gateway_url:
             gateway = measured(gateway_url, model, args)
@@ -288,8 +303,8 @@ def bench_interleaved(args: argparse.Namespace, model: str) -> list[Round]:
     own processes."""
     rounds: list[Round] = []
     with ExitStack() as up:
-        urls = {"vllm": up.enter_context(vllm_server(args.profile))}
-        urls["serve"] = up.enter_context(serve_app(args.profile))
+        urls = {"vllm": up.enter_context(vllm_server(args.profile, args.catalog))}
+        urls["serve"] = up.enter_context(serve_app(args.profile, args.catalog))
         urls["gateway"] = up.enter_context(gateway_process(urls["serve"]))
         pids = sides(cpu_time.snapshot()) if args.stop_other_side else {"vllm": [], "stack": []}
         names = list(urls)
@@ -401,8 +416,23 @@ def main() -> None:
         action="store_false",
         help="with --rounds: leave the side not measured running instead of stopping it",
     )
+    parser.add_argument(
+        "--engine-arg",
+        dest="engine_args",
+        metavar="NAME=VALUE",
+        type=engine_arg,
+        action="append",
+        default=[],
+        help="a vLLM engine argument for both vLLM and the stack, over the catalog's "
+        "(a JSON value or a string; repeatable), e.g. stream_interval=2",
+    )
     args = parser.parse_args()
-    _, _, model = engine_command(args.profile, 0)
+    args.catalog = (
+        load_catalog().with_engine_kwargs(args.profile, dict(args.engine_args))
+        if args.engine_args
+        else None
+    )
+    _, _, model = engine_command(args.profile, 0, catalog=args.catalog)
     bench = bench_interleaved if args.rounds > 1 else bench_one_after_another
     rounds = bench(args, model)
     results = pooled(rounds)
@@ -411,7 +441,7 @@ def main() -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"stack_vs_engine-{stamp}.json"
-    config = {k: v for k, v in vars(args).items()}
+    config = {k: v for k, v in vars(args).items() if k != "catalog"}
     config["python"] = platform.python_version()
     payload = {"config": config, "results": results, "ratios": ratios}
     path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -479,6 +479,22 @@ class Catalog(_Model):
     def profile_variants(self, name: str) -> list[Variant]:
         return [self.variants[v] for v in self.profile(name).variants]
 
+    def with_engine_kwargs(self, profile_name: str, extra: dict[str, Any]) -> Catalog:
+        """This catalog with ``extra`` vLLM arguments on each of the profile's variants, on
+        the profile's target (they win over the catalog's own ``engine_kwargs``)."""
+        target = self.profile(profile_name).target
+        variants = dict(self.variants)
+        for variant_id in self.profile(profile_name).variants:
+            variant = variants[variant_id]
+            engine = variant.engines[target]
+            engine = engine.model_copy(update={"engine_kwargs": {**engine.engine_kwargs, **extra}})
+            variants[variant_id] = variant.model_copy(
+                update={"engines": {**variant.engines, target: engine}}
+            )
+        return Catalog(
+            gpus=self.gpus, deployment=self.deployment, variants=variants, profiles=self.profiles
+        )
+
     def subset(self, profile_name: str) -> Catalog:
         """A catalog holding one profile and only what it needs (for export)."""
         profile = self.profile(profile_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import multiprocessing
@@ -72,6 +73,28 @@ def test_engine_flags() -> None:
         "--max-model-len", "4096", "--enforce-eager", "--no-enable-prefix-caching",
         "--limit-mm-per-prompt", '{"image": 1}', "--lora-modules", '{"name": "a"}',
     ]  # fmt: skip
+
+
+def test_an_engine_arg_reaches_vllms_command_line_and_the_stacks_engine_alike() -> None:
+    from serving.app import AppArgs, build_llm_configs
+    from serving.catalog import load_catalog
+
+    assert stack_vs_engine.engine_arg("stream-interval=2") == ("stream_interval", 2)
+    assert stack_vs_engine.engine_arg("kv_cache_dtype=fp8") == ("kv_cache_dtype", "fp8")
+    with pytest.raises(argparse.ArgumentTypeError):
+        stack_vs_engine.engine_arg("stream_interval")
+    plain = load_catalog()
+    catalog = plain.with_engine_kwargs("cpu-text", {"stream_interval": 2, "max_num_seqs": 4})
+    command, _, model = stack_vs_engine.engine_command("cpu-text", 8000, catalog=catalog)
+    assert model == "gemma-3-270m"
+    assert command[command.index("--stream-interval") + 1] == "2"
+    assert command[command.index("--max-num-seqs") + 1] == "4"  # over the catalog's 8
+    (config,) = build_llm_configs(AppArgs(profile="cpu-text", catalog=catalog.subset("cpu-text")))
+    assert config.engine_kwargs["stream_interval"] == 2
+    assert config.engine_kwargs["max_num_seqs"] == 4
+    assert "--stream-interval" not in stack_vs_engine.engine_command("cpu-text", 8000)[0]
+    other = plain.variants["gemma-3-1b-it"]  # not in the profile: left as it was
+    assert catalog.variants["gemma-3-1b-it"] == other
 
 
 def test_load_generator_against_the_fast_upstream() -> None:
