@@ -481,14 +481,14 @@ class Catalog(_Model):
 
     def with_engine_kwargs(self, profile_name: str, extra: dict[str, Any]) -> Catalog:
         """This catalog with ``extra`` vLLM arguments on each of the profile's variants, on
-        the profile's target (they win over the catalog's own ``engine_kwargs``)."""
+        the profile's target. They go into ``engine_kwargs``, which ``serving.app`` applies
+        last: they win over the engine's own fields too (``max_num_seqs``, ...)."""
         target = self.profile(profile_name).target
         variants = dict(self.variants)
-        for variant_id in self.profile(profile_name).variants:
-            variant = variants[variant_id]
+        for variant in self.profile_variants(profile_name):
             engine = variant.engines[target]
             engine = engine.model_copy(update={"engine_kwargs": {**engine.engine_kwargs, **extra}})
-            variants[variant_id] = variant.model_copy(
+            variants[variant.id] = variant.model_copy(
                 update={"engines": {**variant.engines, target: engine}}
             )
         return Catalog(
