@@ -256,6 +256,10 @@ def llm_config_data(catalog: Catalog, variant: Variant, target: str, home: Path)
         "server_cls": SERVER_CLS,
         "log_engine_metrics": True,
     }
+    if engine.stream_batching_interval_ms is not None:
+        data["experimental_configs"] = {
+            "stream_batching_interval_ms": engine.stream_batching_interval_ms
+        }
     if variant.adapters_for(target):
         # Adapters are vLLM static LoRA modules; the server resolves `<id>:<name>` to them.
         data["lora_config"] = {"max_num_adapters_per_replica": len(variant.adapters_for(target))}

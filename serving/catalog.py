@@ -174,6 +174,14 @@ class EngineProfile(_Model):
         default=None, description="MTP speculative decoding (GPU targets, needs mtp_draft)."
     )
     autoscaling: Autoscaling | None = None
+    stream_batching_interval_ms: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "How often the engine replica sends a stream's tokens on (Ray Serve LLM's "
+            "stream_batching_interval_ms; default 50, 0 every token alone)."
+        ),
+    )
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
 
     @property

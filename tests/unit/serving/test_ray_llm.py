@@ -68,6 +68,32 @@ def test_cpu_configs(catalog: Catalog) -> None:
     assert configs["gemma-3-270m"].max_request_context_length == 4096
 
 
+def test_an_engine_profiles_stream_batching_interval_reaches_the_engine_replica(
+    catalog: Catalog,
+) -> None:
+    from types import SimpleNamespace
+
+    from ray.llm._internal.serve.constants import MODEL_RESPONSE_BATCH_TIMEOUT_MS
+
+    from serving.server import GemmaLLMServer
+
+    for profile in ("cpu-full", "gke-l4"):
+        target = catalog.profile(profile).target
+        for model_id, config in built(catalog, profile).items():
+            interval = catalog.variants[model_id].engines[target].stream_batching_interval_ms
+            replica: Any = SimpleNamespace(_llm_config=config)
+            if interval is None:  # Ray Serve LLM's own default
+                assert "stream_batching_interval_ms" not in config.experimental_configs
+                interval = MODEL_RESPONSE_BATCH_TIMEOUT_MS
+            assert GemmaLLMServer._get_batch_interval_ms(replica) == interval
+    # The real 270M on the CPU, where a stream's tokens come ~100 ms apart: batches there
+    # form only past Ray's default.
+    config = built(catalog, "cpu-dev")["gemma-3-270m"]
+    assert config.experimental_configs["stream_batching_interval_ms"] > (
+        MODEL_RESPONSE_BATCH_TIMEOUT_MS
+    )
+
+
 def test_gpu_configs_request_their_accelerator(catalog: Catalog) -> None:
     configs = built(catalog, "gke-l4")
     twenty_seven = built(catalog, "gke-a100")["gemma-3-27b-it"]
