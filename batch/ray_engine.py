@@ -25,8 +25,9 @@ import json
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from batch.engine import EngineResult, finish_reason, is_abort_error
 from batch.prompts import PromptRenderer
@@ -132,6 +133,39 @@ def vllm_config_sections(kwargs: dict[str, Any]) -> dict[str, Any]:
     return _normalize_vllm_engine_kwargs(kwargs)
 
 
+class _NoTelemetry:
+    """Ray Data LLM's telemetry agent when Ray's usage stats are off: it reports nothing."""
+
+    def push_telemetry_report(self, telemetry: Any) -> None:
+        del telemetry
+
+
+@contextmanager
+def usage_telemetry_as_configured() -> Iterator[None]:
+    """Build Ray Data LLM's vLLM processor without its usage-telemetry actor when Ray's
+    usage stats are off (``RAY_USAGE_STATS_ENABLED=0``: on every cluster ``ray.init``
+    starts, as a batch job's own, and on the stack's).
+
+    The builder starts a named actor on the head node and waits for it to take one
+    report, whatever the setting: a Ray worker process of its own (about 0.45 GB), started
+    while the driver waits and before the engine actor is asked for. The engine replicas
+    skip the same actor for the same reason (``serving.server``). With usage stats on,
+    nothing changes.
+    """
+    from ray._common.usage.usage_lib import usage_stats_enabled
+    from ray.llm._internal.batch.processor import vllm_engine_proc  # ray is pinned
+
+    if usage_stats_enabled():
+        yield
+        return
+    builder_agent = vllm_engine_proc.get_or_create_telemetry_agent
+    vllm_engine_proc.get_or_create_telemetry_agent = cast(Any, _NoTelemetry)
+    try:
+        yield
+    finally:
+        vllm_engine_proc.get_or_create_telemetry_agent = builder_agent
+
+
 def request_row(request: PromptRequest) -> dict[str, Any]:
     """A Ray Data row for one request (messages as JSON text: one Arrow type for all)."""
     return {
@@ -205,7 +239,8 @@ class VllmProcessorEngine:
             log_engine_metrics=False,
             placement_group_config={"bundles": [{"CPU": 1}]} if spec.cpu else None,
         )
-        return build_processor(config)
+        with usage_telemetry_as_configured():
+            return build_processor(config)
 
     def run(self, variant: str, requests: Sequence[PromptRequest]) -> Iterator[list[EngineResult]]:
         import ray

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from batch.lines import parse_line
 from batch.ray_engine import (
     VariantEngineSpec,
@@ -14,6 +16,7 @@ from batch.ray_engine import (
     result_from_response,
     result_from_row,
     serve_request,
+    usage_telemetry_as_configured,
 )
 from gateway.priority import PriorityClass, engine_priority
 from serving.app import cpu_env, llm_config_data
@@ -144,3 +147,25 @@ def test_result_from_response() -> None:
     result = result_from_response(row, 4)
     assert (result.text, result.prompt_tokens, result.finish_reason) == ("hi", 5, "stop")
     assert result_from_response({"custom_id": "b", "__inference_error__": "x"}, 4).error == "x"
+
+
+def test_ray_data_llms_telemetry_actor_is_skipped_only_when_usage_stats_are_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ray.llm._internal.batch.processor import vllm_engine_proc
+
+    builders_own = vllm_engine_proc.get_or_create_telemetry_agent
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    with usage_telemetry_as_configured():
+        agent = vllm_engine_proc.get_or_create_telemetry_agent()
+        assert not hasattr(agent, "remote_telemetry_agent")  # no actor asked for
+        agent.push_telemetry_report(object())  # and nothing sent: Ray is not even up
+    assert vllm_engine_proc.get_or_create_telemetry_agent is builders_own
+
+    with pytest.raises(RuntimeError), usage_telemetry_as_configured():
+        raise RuntimeError("a failed build")
+    assert vllm_engine_proc.get_or_create_telemetry_agent is builders_own
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "1")
+    with usage_telemetry_as_configured():
+        assert vllm_engine_proc.get_or_create_telemetry_agent is builders_own

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -136,6 +137,31 @@ def _left_in_session(session: int, timeout: float = 60.0) -> list[str]:
         time.sleep(1)
 
 
+class SessionWatch:
+    """The command lines of every process seen in ``session`` until ``stop`` (every 0.5 s)."""
+
+    def __init__(self, session: int) -> None:
+        self.session = session
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.5):
+            for process in psutil.process_iter(["cmdline"]):
+                try:
+                    if os.getsid(process.pid) == self.session:
+                        self.seen.add(" ".join(process.info["cmdline"] or []))
+                except (ProcessLookupError, PermissionError):
+                    continue
+
+    def stop(self) -> set[str]:
+        self._stop.set()
+        self._thread.join()
+        return self.seen
+
+
 def _run_until_answered(source: Path, out: Path, log: Path) -> int:
     """Start the job, SIGKILL it once an answered line is written; lines at that point."""
     with log.open("wb") as sink:
@@ -174,9 +200,15 @@ def test_killed_batch_resumes_to_one_line_per_input(tmp_path: Path) -> None:
         text=True,
         start_new_session=True,
     )
+    watch = SessionWatch(second.pid)
     stdout, stderr = second.communicate(timeout=1800)
+    seen = watch.stop()
     assert second.returncode == 0, stdout + stderr
     assert _left_in_session(second.pid) == []
+    # Ray's usage stats are off on the job's cluster, so Ray Data LLM's usage-telemetry
+    # actor is never started; the engine actor was seen, so the watch saw Ray's actors.
+    assert any("vLLMEngineStageUDF" in cmdline for cmdline in seen), sorted(seen)
+    assert not any("TelemetryAgent" in cmdline for cmdline in seen), sorted(seen)
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["total"] == 200
     assert summary["done"] == 200
