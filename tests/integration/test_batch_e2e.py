@@ -121,17 +121,23 @@ def _kill_tree(process: subprocess.Popen[bytes]) -> None:
     psutil.wait_procs(children, timeout=60)
 
 
+def _in_session(session: int) -> list[str]:
+    """The command lines of the processes in ``session`` now."""
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if os.getsid(process.pid) == session:
+                found.append(" ".join(process.info["cmdline"] or [process.info["name"]]))
+        except (ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
 def _left_in_session(session: int, timeout: float = 60.0) -> list[str]:
     """Processes still in ``session`` once they have had ``timeout`` seconds to end."""
     deadline = time.monotonic() + timeout
     while True:
-        left = []
-        for process in psutil.process_iter(["name", "cmdline"]):
-            try:
-                if os.getsid(process.pid) == session:
-                    left.append(" ".join(process.info["cmdline"] or [process.info["name"]]))
-            except (ProcessLookupError, PermissionError):
-                continue
+        left = _in_session(session)
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(1)
@@ -149,12 +155,7 @@ class SessionWatch:
 
     def _watch(self) -> None:
         while not self._stop.wait(0.5):
-            for process in psutil.process_iter(["cmdline"]):
-                try:
-                    if os.getsid(process.pid) == self.session:
-                        self.seen.add(" ".join(process.info["cmdline"] or []))
-                except (ProcessLookupError, PermissionError):
-                    continue
+            self.seen.update(_in_session(self.session))
 
     def stop(self) -> set[str]:
         self._stop.set()
