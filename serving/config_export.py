@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from serving.app import DIRECT_STREAMING_ENV
 from serving.catalog import Catalog, to_data
 from serving.logs import SERVE_LOGGING
 from serving.tracing import serve_tracing_config, tracing_env
@@ -70,5 +71,8 @@ def serve_config_yaml(catalog: Catalog, profile: str, **options: Any) -> str:
         f"# Ray Serve config for the {profile!r} profile, written by "
         f"`gemma-serving serve-config --profile {profile}`.\n"
     )
+    if catalog.profile(profile).direct_streaming:
+        env = " ".join(f"{k}={v}" for k, v in DIRECT_STREAMING_ENV.items())
+        header += f"# Direct streaming: every Ray pod needs {env} in its environment.\n"
     body = yaml.safe_dump(serve_config(catalog, profile, **options), sort_keys=False, width=100)
     return header + body

@@ -13,7 +13,7 @@ Each result is ``{"status": "up"}`` or ``{"status": "down", "reason": ...}``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -23,12 +23,22 @@ UP = {"status": "up"}
 
 
 async def check(handle: DeploymentHandle, timeout_s: float) -> dict[str, str]:
-    """One engine's health; never raises."""
+    """One engine's health, through its deployment; never raises."""
     response = handle.check_health.remote()
+    return await answered(response, timeout_s, on_timeout=response.cancel)
+
+
+async def answered(
+    health_check: Awaitable[object],
+    timeout_s: float,
+    on_timeout: Callable[[], object] | None = None,
+) -> dict[str, str]:
+    """The health a check reports (an engine replica's ``check_health``); never raises."""
     try:
-        await asyncio.wait_for(response, timeout_s)
+        await asyncio.wait_for(health_check, timeout_s)
     except TimeoutError:
-        response.cancel()
+        if on_timeout is not None:
+            on_timeout()
         return {"status": "down", "reason": f"no replica answered within {timeout_s:g}s"}
     except Exception as exc:  # the replica said its engine is dead, or the call failed
         return {"status": "down", "reason": type(exc).__name__}

@@ -1,22 +1,13 @@
 """Ray Serve LLM's OpenAI ingress, publishing the catalog's view of each model.
 
-Ray Serve LLM's model cards carry only ``input_modality`` and the context length, and no
-``LLMConfig`` field reaches them. Its supported extension point is the ingress class
-(``LLMServingArgs.ingress_cls_config``), whose ``ingress_extra_kwargs`` this subclass
-receives: each variant's card gains the catalog's metadata (``capabilities``, ``kind``,
-``context_length``, ...) and every LoRA adapter gets a card of its own, listed after its
-base model. Everything else (routing, streaming, errors) is Ray's.
+Its supported extension point is the ingress class (``LLMServingArgs.ingress_cls_config``),
+whose ``ingress_extra_kwargs`` this subclass receives: each variant's card gains the
+catalog's metadata and every LoRA adapter gets a card of its own (``serving.model_cards``).
+Everything else (routing, streaming, errors) is Ray's.
 
 Each listing also says whether each engine answers now (``metadata.health``, see
 ``serving.health``): the gateway polls ``/v1/models`` and routes around an engine that is
 down or restarting, rather than queueing behind it in Serve's router.
-
-``/v1/models`` then answers, per model::
-
-    {"id": "gemma-3-270m", "object": "model", "owned_by": "...", "permission": [],
-     "metadata": {"model_id": ..., "input_modality": ..., "max_request_context_length": ...,
-                  "capabilities": ["text", "tools"], "kind": "model", ...,
-                  "health": {"status": "up"}}}
 """
 
 from __future__ import annotations
@@ -27,16 +18,11 @@ from ray.serve.llm.ingress import OpenAiIngress
 
 from serving.health import engine_health
 from serving.logs import install_trace_ids
+from serving.model_cards import adapter_cards, base_model_id, catalog_card, with_health
 
 if TYPE_CHECKING:
     from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard, ModelList
     from ray.serve.handle import DeploymentHandle
-
-
-def adapter_metadata(base: dict[str, Any], adapter_id: str) -> dict[str, Any]:
-    """An adapter serves what its base model serves."""
-    meta = {k: v for k, v in base.items() if k != "adapters"}
-    return {**meta, "model_id": adapter_id, "base_model_id": base.get("model_id")}
 
 
 class GemmaIngress(OpenAiIngress):
@@ -55,23 +41,15 @@ class GemmaIngress(OpenAiIngress):
         install_trace_ids()  # this replica's log lines carry their request's trace id
         metadata = model_metadata or {}
         cards = {
-            model_id: card.model_copy(
-                update={"metadata": {**card.metadata, **metadata.get(model_id, {})}}
-            )
+            model_id: catalog_card(card, metadata.get(model_id, {}))
             for model_id, card in model_cards.items()
         }
         super().__init__(llm_deployments, cards, lora_paths=lora_paths, **kwargs)
         self._engines = dict(llm_deployments)
         self._health_timeout_s = health_timeout_s
-        self._adapter_cards: dict[str, ModelCard] = {}
-        for model_id, card in cards.items():
-            for adapter_id in metadata.get(model_id, {}).get("adapters", []):
-                self._adapter_cards[adapter_id] = card.model_copy(
-                    update={
-                        "id": adapter_id,
-                        "metadata": adapter_metadata(card.metadata, adapter_id),
-                    }
-                )
+        self._adapter_cards = {
+            adapter.id: adapter for card in cards.values() for adapter in adapter_cards(card)
+        }
 
     async def model(self, model_id: str) -> ModelCard | None:
         if model_id in self._adapter_cards:
@@ -83,20 +61,10 @@ class GemmaIngress(OpenAiIngress):
         health = await engine_health(self._engines, timeout_s=self._health_timeout_s)
         data = []
         for card in listed.data:
-            data.append(_with_health(card, health.get(card.id)))
+            data.append(with_health(card, health.get(card.id)))
             data.extend(
-                _with_health(a, health.get(card.id))
+                with_health(a, health.get(card.id))
                 for a in self._adapter_cards.values()
-                if _base(a) == card.id
+                if base_model_id(a) == card.id
             )
         return listed.model_copy(update={"data": data})
-
-
-def _with_health(card: ModelCard, health: dict[str, str] | None) -> ModelCard:
-    if health is None:
-        return card
-    return card.model_copy(update={"metadata": {**card.metadata, "health": health}})
-
-
-def _base(card: ModelCard) -> str | None:
-    return card.metadata.get("base_model_id")

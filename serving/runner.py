@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.app import AppArgs, adapter_model_id
+from serving.app import DIRECT_STREAMING_ENV, AppArgs, adapter_model_id
 from serving.catalog import Catalog, load_catalog
 from serving.config_export import APP_NAME
 from serving.logs import SERVE_LOGGING
@@ -53,6 +53,11 @@ LOCAL_RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     **SERVE_HOUSEKEEPING_ENV,
 }
+# A local cluster of a direct-streaming profile: an engine replica being stopped (Ctrl-C,
+# scale-down) keeps answering for this long after Serve took it out of its HAProxy, which
+# happens within a second here. Ray's 30 s default gives an external load balancer (a
+# cloud's) time to notice; on this host there is none.
+LOCAL_DIRECT_STREAMING_ENV = {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
 # Inherited by Ray's processes and the engines they start: under memory pressure the
 # kernel kills other processes (a test run, a build) before any part of the stack.
 STACK_OOM_SCORE_ADJ = -500
@@ -133,7 +138,9 @@ def start_serving(
     engines' spans; it must be known before Ray starts, as every Ray worker inherits it.
     Returns once the application is submitted; ``wait_ready`` waits for its engines.
     A Ray cluster started here gets ``LOCAL_RAY_ENV`` and the OOM score of
-    ``protect_from_oom``: the stack shares the host with whatever else runs on it.
+    ``protect_from_oom``: the stack shares the host with whatever else runs on it; for a
+    ``direct_streaming`` profile, ``DIRECT_STREAMING_ENV`` too (a cluster already running
+    must have been started with it).
     """
     import ray
     from ray import serve
@@ -152,6 +159,11 @@ def start_serving(
         os.environ.update(tracing_env(endpoint))  # Ray's processes inherit it
     if not ray.is_initialized():
         os.environ.update({k: v for k, v in LOCAL_RAY_ENV.items() if k not in os.environ})
+        if catalog.profile(profile).direct_streaming:
+            os.environ.update(DIRECT_STREAMING_ENV)  # Ray's processes read it as they start
+            os.environ.update(
+                {k: v for k, v in LOCAL_DIRECT_STREAMING_ENV.items() if k not in os.environ}
+            )
         protect_from_oom()
         ray.init(num_cpus=num_cpus or required_cpus(catalog, profile), include_dashboard=False)
     serve.start(

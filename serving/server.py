@@ -8,6 +8,11 @@ context vLLM's engine span continues (``serving.genai_span``), and the replica's
 carry the trace id (``serving.logs``). Its engine is ``serving.engine.GemmaVLLMEngine``.
 Streamed chunks go to the proxy in Ray Serve LLM's batches, except that the first of a
 pause goes at once (``serving.stream_batching``).
+
+In a direct-streaming application (``serving.app``) the replica serves vLLM's own OpenAI
+app over HTTP instead: requests reach vLLM's handlers without ``chat``/``completions``
+(vLLM continues the trace of the request's ``traceparent`` itself), tokens stream without
+batches, and ``GET /v1/models`` answers with the catalog's cards.
 """
 
 from __future__ import annotations
@@ -15,16 +20,23 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
 
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from ray._common.usage.usage_lib import usage_stats_enabled
+from ray.llm._internal.serve.core.configs.openai_api_models import ModelList, to_model_metadata
 from ray.llm._internal.serve.core.protocol import RawRequestInfo
 from ray.serve.llm.deployment import LLMServer
 
 from serving.engine import GemmaVLLMEngine
 from serving.genai_span import traced_call
+from serving.health import answered
 from serving.logs import install_trace_ids
+from serving.model_cards import MODEL_METADATA_KEY, adapter_cards, catalog_card, with_health
 from serving.stream_batching import leading_edge_batches
 
 T = TypeVar("T")
+
+HEALTH_TIMEOUT_S = 2.0  # as the OpenAI ingress waits for an engine's health check
 
 
 class GemmaLLMServer(LLMServer):
@@ -64,6 +76,26 @@ class GemmaLLMServer(LLMServer):
         if not interval_ms:  # 0: every chunk alone; None: all at once (Ray's own)
             return super()._batch_output_stream(generator)
         return leading_edge_batches(generator, interval_ms / 1000)
+
+    async def __serve_build_asgi_app__(self) -> FastAPI:
+        """vLLM's own OpenAI app, which this replica serves in a direct-streaming application
+        (``serving.app``), with the catalog's cards in ``GET /v1/models`` (ahead of vLLM's
+        own listing, which names the model and its LoRA modules and nothing else)."""
+        app: FastAPI = await super().__serve_build_asgi_app__()
+        app.router.routes.insert(0, APIRoute("/v1/models", self.models, methods=["GET"]))
+        return app
+
+    async def models(self) -> dict[str, Any]:
+        """The model and its adapters as the OpenAI ingress lists them, with the engine's
+        health (``serving.model_cards``)."""
+        config = self._llm_config
+        card = catalog_card(
+            to_model_metadata(config.model_id, config),
+            config.experimental_configs.get(MODEL_METADATA_KEY, {}),
+        )
+        health = await answered(self.check_health(), HEALTH_TIMEOUT_S)
+        cards = [with_health(c, health) for c in (card, *adapter_cards(card))]
+        return ModelList(data=cards).model_dump()
 
     async def num_unfinished_requests(self) -> int:
         # Ray's vLLM engine keeps vLLM's AsyncLLM as ``_engine_client`` once started.

