@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import pytest
 from openai import OpenAI
 
 from serving.models.store import gemma_home
+from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.support.redis_server import RedisServer
 from tests.support.servers import free_port
 
@@ -46,10 +48,17 @@ def _home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
+def otlp() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
 def serve_process(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver
 ) -> Iterator[tuple[subprocess.Popen[str], list[str], int]]:
-    """One ``serve`` for the module: the engine-death test runs on it, then the Ctrl-C one."""
+    """One ``serve`` for the module, exporting its spans (the gateway's, Ray Serve's and
+    vLLM's) to ``otlp``: the engine-death test runs on it, then the Ctrl-C one."""
     redis = RedisServer()
     redis.start()
     gateway_port = free_port()
@@ -58,6 +67,7 @@ def serve_process(
         "GEMMA_SERVING_HOME": str(_home(tmp_path_factory.mktemp("serve"))),
         "GATEWAY_PORT": str(gateway_port),
         "GATEWAY_QUOTA__REDIS_URL": redis.url,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url,
     }
     command = [sys.executable, "-m", "gemma_serving.cli", "serve", "--profile", "cpu-text"]
     observe = ["--observe", "--observe-port", str(free_port())]  # as `make observe` runs it
@@ -226,6 +236,48 @@ def test_the_engine_replica_serves_http_itself_with_the_catalogs_cards(
     assert tuned.model == "gemma-3-270m:tiny-lora"
     assert tuned.usage is not None
     assert tuned.usage.completion_tokens == 3
+
+
+def test_a_direct_streamed_chat_is_one_trace_from_the_gateway_to_the_engine(
+    serve_process: tuple[subprocess.Popen[str], list[str], int], otlp: OtlpReceiver
+) -> None:
+    """Without an ingress and a Serve proxy in its path, a chat through the gateway is
+    still one trace: the gateway's call to Serve is the parent of the engine replica's
+    span (Ray Serve continues the ``traceparent`` HAProxy passes on) and of vLLM's
+    ``llm_request`` span (vLLM continues the same header)."""
+    _, lines, gateway_port = serve_process
+    key = re.search(r"^API key: +(gsk-\S+)", "\n".join(lines), re.M)
+    assert key, lines
+    trace_id, client_span = secrets.token_hex(16), secrets.token_hex(8)
+    answer = httpx.post(
+        f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
+        json={
+            "model": "gemma-3-270m",
+            "messages": [{"role": "user", "content": "Hi"}],
+            "max_tokens": 4,
+        },
+        headers={
+            "authorization": f"Bearer {key.group(1)}",
+            "traceparent": f"00-{trace_id}-{client_span}-01",
+        },
+        timeout=300,
+    )
+    assert answer.status_code == 200, answer.text
+
+    def complete(received: list[ReceivedSpan]) -> bool:
+        names = {s.name.split(" ")[0] for s in received if s.trace_id == trace_id}
+        return {"POST", "replica_handle_request", "llm_request"} <= names
+
+    trace = [s for s in otlp.wait_for(complete, timeout=60) if s.trace_id == trace_id]
+    by_id = {s.span_id: s for s in trace}
+    (call,) = [s for s in trace if s.name == "POST"]  # the gateway's call to Serve
+    (engine,) = [s for s in trace if s.name == "llm_request"]
+    replica = [s for s in trace if s.name.startswith("replica_handle_request")]
+    assert [s.attributes.get("deployment") for s in replica] == ["StaticLoraServer:gemma-3-270m"]
+    for span in (engine, *replica):
+        assert span.parent_span_id == call.span_id, (span.name, sorted(s.name for s in trace))
+    assert by_id[call.parent_span_id].name == "gateway.upstream"
+    assert engine.attributes["gen_ai.usage.completion_tokens"] == 4
 
 
 def test_serve_prints_progress_urls_and_key_and_keeps_engine_logs_in_a_file(
