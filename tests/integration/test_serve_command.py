@@ -212,6 +212,8 @@ def test_the_engine_replica_serves_http_itself_with_the_catalogs_cards(
     assert any("bin/haproxy" in n for n in names), names
     assert not any("GemmaIngress" in n for n in names), names
     assert any("ServeReplica:gemma:StaticLoraServer:gemma-3-270m" in n for n in names), names
+    # no idle Ray worker kept (the node initialization's imports torch and vLLM)
+    assert not any("ray::IDLE" in n for n in names), names
 
     listed = {m["id"]: m["metadata"] for m in httpx.get(f"{serve.group(1)}/models").json()["data"]}
     assert list(listed) == ["gemma-3-270m", "gemma-3-270m:tiny-lora"], listed
