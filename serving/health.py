@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from ray.serve.handle import DeploymentHandle
 
 UP = {"status": "up"}
+#: How long a listing waits for an engine's health check before calling it down.
+HEALTH_TIMEOUT_S = 2.0
 
 
 async def check(handle: DeploymentHandle, timeout_s: float) -> dict[str, str]:

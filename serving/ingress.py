@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray.serve.llm.ingress import OpenAiIngress
 
-from serving.health import engine_health
+from serving.health import HEALTH_TIMEOUT_S, engine_health
 from serving.logs import install_trace_ids
 from serving.model_cards import adapter_cards, base_model_id, catalog_card, with_health
 
@@ -35,7 +35,7 @@ class GemmaIngress(OpenAiIngress):
         *,
         lora_paths: dict[str, str] | None = None,
         model_metadata: dict[str, dict[str, Any]] | None = None,
-        health_timeout_s: float = 2.0,
+        health_timeout_s: float = HEALTH_TIMEOUT_S,
         **kwargs: Any,
     ) -> None:
         install_trace_ids()  # this replica's log lines carry their request's trace id

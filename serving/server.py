@@ -29,20 +29,19 @@ from ray.serve.llm.deployment import LLMServer
 
 from serving.engine import GemmaVLLMEngine
 from serving.genai_span import traced_call
-from serving.health import answered
+from serving.health import HEALTH_TIMEOUT_S, answered
 from serving.logs import install_trace_ids
 from serving.model_cards import MODEL_METADATA_KEY, adapter_cards, catalog_card, with_health
 from serving.stream_batching import leading_edge_batches
 
 T = TypeVar("T")
 
-HEALTH_TIMEOUT_S = 2.0  # as the OpenAI ingress waits for an engine's health check
-
 
 class GemmaLLMServer(LLMServer):
     """``LLMServer`` with GenAI spans and a read of the engine's in-flight request count."""
 
     _default_engine_cls = GemmaVLLMEngine  # type: ignore[assignment]
+    health_timeout_s = HEALTH_TIMEOUT_S  # of the engine's health check in ``models``
 
     # Ray Serve awaits async constructors; ``LLMServer``'s starts the engine.
     async def __init__(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[misc]
@@ -93,7 +92,7 @@ class GemmaLLMServer(LLMServer):
             to_model_metadata(config.model_id, config),
             config.experimental_configs.get(MODEL_METADATA_KEY, {}),
         )
-        health = await answered(self.check_health(), HEALTH_TIMEOUT_S)
+        health = await answered(self.check_health(), self.health_timeout_s)
         cards = [with_health(c, health) for c in (card, *adapter_cards(card))]
         return ModelList(data=cards).model_dump()
 

@@ -237,7 +237,8 @@ def test_model_lookup(catalog: Catalog) -> None:
 
 def direct_replica(catalog: Catalog, outcome: str = "up") -> Any:
     """What ``GemmaLLMServer.models`` reads of a direct-streaming engine replica: its
-    ``LLMConfig`` (cpu-text's, as built) and its engine's health check."""
+    ``LLMConfig`` (cpu-text's, as built), its engine's health check and how long to wait
+    for it."""
     from types import SimpleNamespace
 
     (config,) = built(catalog, "cpu-text").values()
@@ -248,16 +249,13 @@ def direct_replica(catalog: Catalog, outcome: str = "up") -> Any:
         if outcome == "dead":
             raise RuntimeError("EngineDeadError")
 
-    return SimpleNamespace(_llm_config=config, check_health=check_health)
+    return SimpleNamespace(_llm_config=config, check_health=check_health, health_timeout_s=0.1)
 
 
-def test_a_direct_streaming_engine_lists_the_cards_the_ingress_lists(
-    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_direct_streaming_engine_lists_the_cards_the_ingress_lists(catalog: Catalog) -> None:
     """cpu-text's engine replica has no ingress in front: it lists its model and adapter
     with the same catalog metadata as the OpenAI ingress of a profile serving the same
     variant on the same target, and its engine's health."""
-    import serving.server
     from serving.server import GemmaLLMServer
 
     args = serving_args(AppArgs(profile="cpu-text", catalog=catalog, models_home=HOME))
@@ -270,7 +268,6 @@ def test_a_direct_streaming_engine_lists_the_cards_the_ingress_lists(
 
     dead = asyncio.run(GemmaLLMServer.models(direct_replica(catalog, "dead")))
     assert {c["metadata"]["health"]["status"] for c in dead["data"]} == {"down"}
-    monkeypatch.setattr(serving.server, "HEALTH_TIMEOUT_S", 0.1)
     hung = asyncio.run(GemmaLLMServer.models(direct_replica(catalog, "hang")))
     assert hung["data"][0]["metadata"]["health"]["reason"] == "no replica answered within 0.1s"
 
