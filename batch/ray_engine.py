@@ -16,7 +16,9 @@ engines (``batch.serve_stage``).
 Pipeline per variant: ``from_items`` -> ``PromptRenderer`` (chat template, images) ->
 the vLLM stage (Ray Data LLM's own chat template and tokenizer stages are off: rows carry
 either chat messages or a completion prompt, and vLLM tokenizes and detokenizes itself).
-Failed rows come back with ``__inference_error__`` (``should_continue_on_error``).
+Failed rows come back with ``__inference_error__`` (``should_continue_on_error``). The
+builder's own imports run beside the driver's ``ray.init``, without vLLM, which the driver
+never needs (``batch.builder_imports``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from batch.builder_imports import start_builder_imports
 from batch.engine import EngineResult, finish_reason, is_abort_error
 from batch.prompts import PromptRenderer
 from batch.requests import PromptRequest
@@ -244,8 +247,10 @@ class VllmProcessorEngine:
 
     def run(self, variant: str, requests: Sequence[PromptRequest]) -> Iterator[list[EngineResult]]:
         import ray
+        import ray.data  # here, before the builder's imports start beside the driver
 
         spec = self.specs[variant]
+        builder_imports = start_builder_imports()
         self._init_ray(spec)
         dataset: Any = ray.data.from_items([request_row(r) for r in requests])
         dataset = dataset.map(
@@ -254,6 +259,7 @@ class VllmProcessorEngine:
             concurrency=1,
             num_cpus=0.5,
         )
+        builder_imports.result()
         processed = self._processor(spec)(dataset)
         yield from _blocks(processed, {r.custom_id: r.max_tokens for r in requests})
 
