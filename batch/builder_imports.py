@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -63,19 +63,19 @@ def _drop(name: str) -> None:
         delattr(sys.modules[parent], child)
 
 
-def import_builder_modules() -> None:
+def import_builder_modules(modules: Sequence[str] = BUILDER_MODULES) -> None:
     with vllm_hidden():
-        for name in BUILDER_MODULES:
+        for name in modules:
             importlib.import_module(name)
 
 
-def start_builder_imports() -> Future[None]:
+def start_builder_imports(modules: Sequence[str] = BUILDER_MODULES) -> Future[None]:
     """``import_builder_modules`` on a thread of its own; the future re-raises its error.
 
     The caller waits on it before building the processor and imports nothing from vLLM
     meanwhile (``ray.init`` and building the dataset do not)."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="builder-imports")
     try:
-        return pool.submit(import_builder_modules)
+        return pool.submit(import_builder_modules, modules)
     finally:
         pool.shutdown(wait=False)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from batch import builder_imports
 from batch.builder_imports import ERRORS_MODULE, start_builder_imports, vllm_hidden
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,9 +52,8 @@ def test_a_failed_import_reaches_the_caller_and_vllm_is_importable_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delitem(sys.modules, "vllm", raising=False)
-    monkeypatch.setattr(builder_imports, "BUILDER_MODULES", ("no_such_module_here",))
     with pytest.raises(ModuleNotFoundError, match="no_such_module_here"):
-        start_builder_imports().result()
+        start_builder_imports(["no_such_module_here"]).result()
     assert "vllm" not in sys.modules
 
 
